@@ -1,0 +1,50 @@
+# edufleet: `make demo` runs the whole system on loopback, `make test` runs every check.
+#
+# Both create .venv with the pinned dependencies and start a private PostgreSQL
+# and Mosquitto unless EDUFLEET_DATABASE_URL / EDUFLEET_MQTT_URL name existing ones.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SERVICES := $(PYTHON) scripts/services.py
+PYTEST_ARGS ?=
+
+.PHONY: venv test lint typecheck pytest demo bench bench-import bench-registry bench-ingest \
+	bench-agent drills clean
+
+$(STAMP): constraints.txt requirements-dev.txt agent/pyproject.toml collector/pyproject.toml
+	$(SERVICES) ensure venv
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -r requirements-dev.txt -e agent -e collector
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+pytest: venv
+	$(SERVICES) ensure chromium
+	$(SERVICES) run -- $(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+demo: venv
+	$(SERVICES) run -- $(BIN)/edufleet demo
+
+bench-import: venv
+	$(SERVICES) run -- $(BIN)/python bench/bench_import.py
+
+bench-registry: venv
+	$(SERVICES) run -- $(BIN)/python bench/bench_registry.py
+
+bench: bench-import bench-registry
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts

@@ -1,0 +1,209 @@
+"""Accounts, API tokens and the scope of what each user may see and change."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Literal
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from psycopg import sql
+
+from .db import Conn
+from .errors import InvalidInput, NotFound
+
+Role = Literal["province_admin", "district_bureau", "school_admin", "engineer"]
+ROLES: tuple[Role, ...] = (
+    "province_admin",
+    "district_bureau",
+    "school_admin",
+    "engineer",
+)
+TOKEN_PREFIX = "eft_"
+
+_hasher = PasswordHasher()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, and which schools they may reach (None: every school)."""
+
+    user_id: int
+    name: str
+    role: Role
+    region_code: str | None
+    school_id: int | None
+    engineer_id: int | None
+    school_ids: frozenset[int] | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role in ("province_admin", "district_bureau", "school_admin")
+
+    def allows_school(self, school_id: int) -> bool:
+        return self.school_ids is None or school_id in self.school_ids
+
+    def school_condition(
+        self, column: str = "school_id"
+    ) -> tuple[sql.Composable, list[object]]:
+        """A SQL condition restricting ``column`` to this principal's schools."""
+        if self.school_ids is None:
+            return sql.SQL("true"), []
+        return (
+            sql.SQL("{} = ANY(%s)").format(sql.Identifier(*column.split("."))),
+            [list(self.school_ids)],
+        )
+
+
+def hash_password(password: str) -> str:
+    if len(password) < 8:
+        raise InvalidInput("password must have at least 8 characters", field="password")
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    if not password_hash:
+        return False
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def token_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def create_user(
+    conn: Conn,
+    *,
+    name: str,
+    role: str,
+    region_code: str | None = None,
+    school_code: str | None = None,
+    engineer_id: int | None = None,
+    password: str | None = None,
+    display_name: str = "",
+) -> int:
+    """Create a user; the role decides which of region, school or engineer is needed."""
+    if role not in ROLES:
+        raise InvalidInput(
+            f"role {role!r} is not one of {', '.join(ROLES)}", field="role"
+        )
+    school_id = None
+    if school_code is not None:
+        row = conn.execute(
+            "SELECT id FROM schools WHERE code = %s", [school_code]
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"school {school_code!r} does not exist")
+        school_id = int(row[0])
+    if role == "district_bureau" and region_code is None:
+        raise InvalidInput("a district_bureau user needs --region CODE", field="region")
+    if role == "school_admin" and school_id is None:
+        raise InvalidInput("a school_admin user needs --school CODE", field="school")
+    if role == "engineer" and engineer_id is None:
+        raise InvalidInput("an engineer user needs --engineer ID", field="engineer")
+    if region_code is not None:
+        found = conn.execute(
+            "SELECT 1 FROM regions WHERE code = %s", [region_code]
+        ).fetchone()
+        if found is None:
+            raise NotFound(f"region {region_code!r} does not exist")
+    row = conn.execute(
+        """
+        INSERT INTO users
+            (name, display_name, role, region_code, school_id, engineer_id,
+             password_hash)
+        VALUES (%s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (name) DO UPDATE SET
+            display_name = EXCLUDED.display_name, role = EXCLUDED.role,
+            region_code = EXCLUDED.region_code, school_id = EXCLUDED.school_id,
+            engineer_id = EXCLUDED.engineer_id,
+            password_hash = COALESCE(EXCLUDED.password_hash, users.password_hash)
+        RETURNING id
+        """,
+        [
+            name,
+            display_name or name,
+            role,
+            region_code,
+            school_id,
+            engineer_id,
+            hash_password(password) if password else None,
+        ],
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def create_token(conn: Conn, *, user_name: str, label: str = "") -> str:
+    """Issue an API token for a user; only its digest is stored."""
+    row = conn.execute("SELECT id FROM users WHERE name = %s", [user_name]).fetchone()
+    if row is None:
+        raise NotFound(
+            f"user {user_name!r} does not exist; create it with `edufleet users add`"
+        )
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    conn.execute(
+        "INSERT INTO api_tokens (user_id, name, digest) VALUES (%s, %s, %s)",
+        [row[0], label or user_name, token_digest(token)],
+    )
+    return token
+
+
+def principal_for_user(conn: Conn, user_id: int) -> Principal | None:
+    """Load an active user and work out the schools in their scope."""
+    row = conn.execute(
+        "SELECT id, name, role, region_code, school_id, engineer_id FROM users "
+        "WHERE id = %s AND active",
+        [user_id],
+    ).fetchone()
+    if row is None:
+        return None
+    uid, name, role, region_code, school_id, engineer_id = row
+    school_ids: frozenset[int] | None
+    if role == "province_admin":
+        school_ids = None
+    elif role == "district_bureau":
+        school_ids = frozenset(
+            int(r[0])
+            for r in conn.execute(
+                "SELECT id FROM schools "
+                "WHERE region_code IN (SELECT region_subtree(%s))",
+                [region_code],
+            )
+        )
+    elif role == "school_admin":
+        school_ids = frozenset([int(school_id)])
+    else:
+        school_ids = frozenset(
+            int(r[0])
+            for r in conn.execute(
+                "SELECT school_id FROM school_engineers WHERE engineer_id = %s",
+                [engineer_id],
+            )
+        )
+    return Principal(
+        user_id=int(uid),
+        name=str(name),
+        role=role,
+        region_code=region_code,
+        school_id=school_id,
+        engineer_id=engineer_id,
+        school_ids=school_ids,
+    )
+
+
+def principal_for_token(conn: Conn, token: str) -> Principal | None:
+    """The principal behind an API token, or None if it is unknown or revoked."""
+    row = conn.execute(
+        "UPDATE api_tokens SET last_used_at = now() "
+        "WHERE digest = %s AND revoked_at IS NULL RETURNING user_id",
+        [token_digest(token)],
+    ).fetchone()
+    if row is None:
+        return None
+    return principal_for_user(conn, int(row[0]))

@@ -1,0 +1,9 @@
+"""Sub-commands of ``edufleet``. Each module has ``register(subparsers)``."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from . import accounts, db, serve
+
+COMMAND_MODULES: list[ModuleType] = [db, serve, accounts]

@@ -1,0 +1,105 @@
+"""Settings of the collector, read from ``EDUFLEET_*`` environment variables."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigError
+
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "please-change-me"}
+MIN_SECRET_LENGTH = 32
+
+
+class Settings(BaseSettings):
+    """Every setting of the collector's programs: migrate, serve, ingest, worker."""
+
+    model_config = SettingsConfigDict(env_prefix="EDUFLEET_", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = Field(
+        description="libpq URL of the PostgreSQL or TimescaleDB database",
+    )
+    mqtt_url: str = Field(
+        default="mqtt://127.0.0.1:1883",
+        description="broker URL: mqtt://host:port or mqtts://host:port",
+    )
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_ca_file: str | None = None
+    secret_key: SecretStr = Field(
+        default_factory=lambda: SecretStr(""),
+        description="key that signs cookies, links and tokens; 32+ characters",
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="base URL printed on QR labels and in notification links",
+    )
+    storage_mode: Literal["auto", "timescale", "native"] = "auto"
+    telemetry_retention_days: int = Field(default=90, ge=1, le=3650)
+    telemetry_partitions_ahead_days: int = Field(default=7, ge=1, le=90)
+    db_pool_min_size: int = Field(default=2, ge=1)
+    db_pool_max_size: int = Field(default=20, ge=1)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "must be a postgresql:// URL, e.g. postgresql://edufleet@127.0.0.1:5432/edufleet"
+            )
+        return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str) -> str:
+        if not value.startswith(("mqtt://", "mqtts://")):
+            raise ValueError(
+                "must be an mqtt:// or mqtts:// URL, e.g. mqtt://127.0.0.1:1883"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_secret_key(self) -> Settings:
+        key = self.secret_key.get_secret_value()
+        if self.environment == "production":
+            if key.lower() in PLACEHOLDER_SECRETS or len(key) < MIN_SECRET_LENGTH:
+                raise ValueError(
+                    "EDUFLEET_SECRET_KEY must be a random value of at least "
+                    f"{MIN_SECRET_LENGTH} characters in production; generate one with "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+                )
+        elif not key:
+            # Outside production a missing key gets a random one, which is
+            # fine for a single process but invalidates cookies on restart.
+            self.secret_key = SecretStr(secrets.token_urlsafe(48))
+        return self
+
+
+def describe_validation_error(exc: ValidationError, prefix: str = "EDUFLEET_") -> str:
+    """Turn pydantic's report into lines naming each environment variable."""
+    lines = []
+    for error in exc.errors():
+        name = prefix + "_".join(str(part) for part in error["loc"]).upper()
+        if not error["loc"]:
+            name = "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            message = "is required but not set"
+        lines.append(f"{name}: {message}")
+    return "\n".join(lines)
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment; ConfigError names any culprit."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(
+            "invalid configuration:\n" + describe_validation_error(exc)
+        ) from exc

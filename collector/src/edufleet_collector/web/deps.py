@@ -1,0 +1,93 @@
+"""Dependencies shared by the routes: the database connection and the caller."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from psycopg_pool import ConnectionPool
+
+from ..accounts import Principal, principal_for_token, principal_for_user
+from ..db import Conn
+from ..settings import Settings
+
+SESSION_COOKIE = "edufleet_session"
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_pool(request: Request) -> ConnectionPool:
+    pool: ConnectionPool = request.app.state.pool
+    return pool
+
+
+def get_conn(request: Request) -> Iterator[Conn]:
+    """A pooled connection for one request; committed when the handler returns."""
+    pool = get_pool(request)
+    with pool.connection() as conn:
+        yield conn
+
+
+def _principal_from_session(request: Request, conn: Conn) -> Principal | None:
+    sessions = getattr(request.app.state, "sessions", None)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if sessions is None or not cookie:
+        return None
+    user_id = sessions.user_id(cookie)
+    return principal_for_user(conn, user_id) if user_id is not None else None
+
+
+def optional_principal(
+    request: Request, conn: Annotated[Conn, Depends(get_conn)]
+) -> Principal | None:
+    """The caller from a bearer token or a session cookie, or None if anonymous."""
+    header = request.headers.get("authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "Authorization header must be 'Bearer <token>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        principal = principal_for_token(conn, token.strip())
+        if principal is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "API token is unknown or revoked; "
+                "create one with `edufleet tokens create`",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return principal
+    return _principal_from_session(request, conn)
+
+
+def require_principal(
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+) -> Principal:
+    if principal is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "authentication required: send 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return principal
+
+
+def require_admin(
+    principal: Annotated[Principal, Depends(require_principal)],
+) -> Principal:
+    if not principal.is_admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs an admin role")
+    return principal
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ConnDep = Annotated[Conn, Depends(get_conn)]
+PrincipalDep = Annotated[Principal, Depends(require_principal)]
+AdminDep = Annotated[Principal, Depends(require_admin)]
+OptionalPrincipalDep = Annotated[Principal | None, Depends(optional_principal)]
