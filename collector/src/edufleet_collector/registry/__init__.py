@@ -1,0 +1,1 @@
+"""The asset registry: schools, rooms, devices, their QR codes and ledger import."""
