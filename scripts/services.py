@@ -38,6 +38,7 @@ PACKAGES = {
     "mosquitto": "mosquitto",
     "chromium": "chromium",
     "chromedriver": "chromium-driver",
+    "docker-compose": "docker-compose",
 }
 
 
