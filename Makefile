@@ -31,6 +31,7 @@ typecheck: venv
 
 pytest: venv
 	$(SERVICES) ensure chromium
+	$(SERVICES) ensure cjkfont
 	$(SERVICES) ensure docker-compose
 	$(SERVICES) run -- $(BIN)/pytest $(PYTEST_ARGS)
 

@@ -38,6 +38,23 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000",
         description="base URL printed on QR labels and in notification links",
     )
+    upload_dir: str = Field(
+        default="/var/lib/edufleet/uploads",
+        description="folder for report photos, outside any web root",
+    )
+    upload_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    personal_data_retention_days: int = Field(
+        default=180,
+        ge=1,
+        description="days after a ticket closes before its reporter's name and "
+        "phone number are erased",
+    )
+    qr_rate_per_minute: float = Field(
+        default=30.0, gt=0, description="QR page requests per client per minute"
+    )
+    qr_reports_per_hour: float = Field(
+        default=20.0, gt=0, description="reports per client (and per device) an hour"
+    )
     storage_mode: Literal["auto", "timescale", "native"] = "auto"
     telemetry_retention_days: int = Field(default=90, ge=1, le=3650)
     telemetry_partitions_ahead_days: int = Field(default=7, ge=1, le=90)
