@@ -106,7 +106,9 @@ def ensure_binary(name: str) -> Path:
     """Return the path of a server binary, installing its package if allowed."""
     if name == "venv":
         probe = subprocess.run(
-            [sys.executable, "-c", "import ensurepip, venv"], capture_output=True
+            [sys.executable, "-c", "import ensurepip, venv"],
+            capture_output=True,
+            check=False,
         )
         if probe.returncode != 0:
             apt_install(PACKAGES[name])
@@ -148,147 +150,218 @@ def _demote_to(user: str) -> tuple[int, int]:
     return entry.pw_uid, entry.pw_gid
 
 
-@contextlib.contextmanager
-def private_postgres(root: Path) -> Iterator[str]:
-    bindir = ensure_binary("postgres")
-    datadir = root / "pgdata"
-    sockdir = root / "pgsock"
-    sockdir.mkdir()
-    port = free_port()
+class PrivatePostgres:
+    """A PostgreSQL cluster under ``root``, owned by a non-root user when we are root.
 
-    user_kwargs: dict[str, object] = {}
-    owner = "edufleet"
-    if os.geteuid() == 0:
-        # PostgreSQL refuses to run as root; the Debian package's system user
-        # owns the private cluster instead.
-        try:
-            uid, gid = _demote_to("postgres")
-        except KeyError as exc:
-            raise ServiceError(
-                "running as root needs the 'postgres' system user "
-                "(created by the Debian package postgresql)"
-            ) from exc
-        os.chown(root, uid, gid)
-        os.chown(sockdir, uid, gid)
-        user_kwargs = {"user": uid, "group": gid, "extra_groups": []}
+    ``start`` and ``stop`` may be called repeatedly, so tests can restart it.
+    """
 
-    subprocess.run(
-        [
-            str(bindir / "initdb"),
-            "-D",
-            str(datadir),
-            "-U",
-            owner,
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--locale=C.UTF-8",
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        **user_kwargs,  # type: ignore[arg-type]
-    )
-    logfile = open(root / "postgres.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            str(bindir / "postgres"),
-            "-D",
-            str(datadir),
-            "-p",
-            str(port),
-            "-k",
-            str(sockdir),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "max_connections=300",
-            "-c",
-            "shared_buffers=256MB",
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-        ],
-        stdout=logfile,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        **user_kwargs,  # type: ignore[arg-type]
-    )
-    try:
+    def __init__(self, root: Path, *, port: int | None = None) -> None:
+        self.root = root
+        self.bindir = ensure_binary("postgres")
+        self.datadir = root / "pgdata"
+        self.sockdir = root / "pgsock"
+        self.port = port or free_port()
+        self.owner = "edufleet"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._user: dict[str, object] = {}
+        self.sockdir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            # PostgreSQL refuses to run as root; the Debian package's system
+            # user owns the private cluster instead.
+            try:
+                uid, gid = _demote_to("postgres")
+            except KeyError as exc:
+                raise ServiceError(
+                    "running as root needs the 'postgres' system user "
+                    "(created by the Debian package postgresql)"
+                ) from exc
+            os.chown(root, uid, gid)
+            os.chown(self.sockdir, uid, gid)
+            self._user = {"user": uid, "group": gid, "extra_groups": []}
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.owner}@127.0.0.1:{self.port}/postgres"
+
+    def _initdb(self) -> None:
+        subprocess.run(
+            [
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.datadir),
+                "-U",
+                self.owner,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            **self._user,  # type: ignore[arg-type]
+        )
+
+    def start(self) -> str:
+        if not self.datadir.exists():
+            self._initdb()
+        logfile = open(self.root / "postgres.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                str(self.bindir / "postgres"),
+                "-D",
+                str(self.datadir),
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.sockdir),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=300",
+                "-c",
+                "shared_buffers=256MB",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ],
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **self._user,  # type: ignore[arg-type]
+        )
+        logfile.close()
         try:
-            wait_for_port(port, 30, proc)
+            wait_for_port(self.port, 30, self.proc)
         except ServiceError as exc:
-            tail = (root / "postgres.log").read_text(errors="replace")[-2000:]
+            tail = (self.root / "postgres.log").read_text(errors="replace")[-2000:]
             raise ServiceError(
                 f"private PostgreSQL failed to start: {exc}\n{tail}"
             ) from exc
-        log(f"private PostgreSQL on 127.0.0.1:{port} (data in {datadir})")
-        yield f"postgresql://{owner}@127.0.0.1:{port}/postgres"
-    finally:
-        proc.send_signal(signal.SIGINT)
+        return self.url
+
+    def stop(self, *, fast: bool = True) -> None:
+        """Stop the server: fast shutdown by default, or an immediate one."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT if fast else signal.SIGQUIT)
         try:
-            proc.wait(15)
+            self.proc.wait(15)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            self.proc.kill()
+            self.proc.wait()
+
+
+@contextlib.contextmanager
+def private_postgres(root: Path) -> Iterator[str]:
+    server = PrivatePostgres(root)
+    try:
+        url = server.start()
+        log(f"private PostgreSQL on 127.0.0.1:{server.port} (data in {server.datadir})")
+        yield url
+    finally:
+        server.stop()
+
+
+SHIPPED_QUEUES = (
+    Path(__file__).resolve().parent.parent / "provisioning/mosquitto/queues.conf"
+)
+
+
+class PrivateMosquitto:
+    """A Mosquitto broker under ``folder``, with the shipped queue sizing.
+
+    ``extra`` is appended to the configuration (a bridge, a plugin, ACLs).
+    ``start`` and ``stop`` may be called repeatedly; persistence survives.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        port: int | None = None,
+        extra: str = "",
+        anonymous: bool = True,
+    ) -> None:
+        self.binary = ensure_binary("mosquitto")
+        self.folder = folder
+        self.port = port or free_port()
+        self.extra = extra
+        self.anonymous = anonymous
+        self.proc: subprocess.Popen[bytes] | None = None
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            # Mosquitto drops root privileges to its own user and must still
+            # be able to write its persistence file.
+            with contextlib.suppress(KeyError):
+                uid, gid = _demote_to("mosquitto")
+                os.chown(folder, uid, gid)
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    @property
+    def log_text(self) -> str:
+        path = self.folder / "mosquitto.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def config(self) -> str:
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            f"allow_anonymous {'true' if self.anonymous else 'false'}",
+            "persistence true",
+            f"persistence_location {self.folder}/",
+        ]
+        if SHIPPED_QUEUES.exists():
+            lines.append(SHIPPED_QUEUES.read_text())
+        lines.append(self.extra)
+        return "\n".join(lines) + "\n"
+
+    def start(self) -> str:
+        conf = self.folder / "mosquitto.conf"
+        conf.write_text(self.config())
+        logfile = open(self.folder / "mosquitto.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [str(self.binary), "-c", str(conf)],
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         logfile.close()
+        try:
+            wait_for_port(self.port, 15, self.proc)
+        except ServiceError as exc:
+            raise ServiceError(
+                f"private Mosquitto failed to start: {exc}\n{self.log_text[-2000:]}"
+            ) from exc
+        return self.url
 
-
-def mosquitto_config(port: int, root: Path) -> str:
-    shipped = (
-        Path(__file__).resolve().parent.parent / "provisioning/mosquitto/queues.conf"
-    )
-    lines = [
-        f"listener {port} 127.0.0.1",
-        "allow_anonymous true",
-        "persistence true",
-        f"persistence_location {root}/",
-    ]
-    if shipped.exists():
-        lines.append(shipped.read_text())
-    return "\n".join(lines) + "\n"
+    def stop(self, *, kill: bool = False) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 @contextlib.contextmanager
 def private_mosquitto(root: Path) -> Iterator[str]:
-    binary = ensure_binary("mosquitto")
-    port = free_port()
-    mqdir = root / "mosquitto"
-    mqdir.mkdir()
-    conf = mqdir / "mosquitto.conf"
-    conf.write_text(mosquitto_config(port, mqdir))
-    if os.geteuid() == 0:
-        # Mosquitto drops root privileges to its own user and must still be
-        # able to write its persistence file.
-        with contextlib.suppress(KeyError):
-            uid, gid = _demote_to("mosquitto")
-            os.chown(mqdir, uid, gid)
-    logfile = open(mqdir / "mosquitto.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [str(binary), "-c", str(conf)],
-        stdout=logfile,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    broker = PrivateMosquitto(root / "mosquitto")
     try:
-        try:
-            wait_for_port(port, 15, proc)
-        except ServiceError as exc:
-            tail = (mqdir / "mosquitto.log").read_text(errors="replace")[-2000:]
-            raise ServiceError(
-                f"private Mosquitto failed to start: {exc}\n{tail}"
-            ) from exc
-        log(f"private Mosquitto on 127.0.0.1:{port}")
-        yield f"mqtt://127.0.0.1:{port}"
+        url = broker.start()
+        log(f"private Mosquitto on 127.0.0.1:{broker.port}")
+        yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        logfile.close()
+        broker.stop()
 
 
 def run(command: list[str], keep: bool) -> int:
