@@ -15,7 +15,7 @@ from .. import __version__
 from ..db.pool import open_pool
 from ..errors import Conflict, InvalidInput, NotFound
 from ..settings import Settings
-from .api import health
+from .api import health, imports
 
 log = logging.getLogger("edufleet.collector.web")
 
@@ -72,4 +72,5 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> FastAP
         app.state.pool = pool
     _install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(imports.router)
     return app

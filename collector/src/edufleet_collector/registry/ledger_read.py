@@ -1,0 +1,135 @@
+"""Read an asset ledger file (CSV or .xlsx) into rows of raw cells.
+
+Schools export ledgers from Excel or from an asset system: CSV in UTF-8 (with
+or without a byte-order mark) or GB18030, or an .xlsx workbook. This module only
+turns bytes into ``(line, cells)`` pairs, numbered as the user sees them in a
+spreadsheet; what the cells mean is decided in ``ledger_fields``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from openpyxl import load_workbook
+from openpyxl.utils.exceptions import InvalidFileException
+
+Cell = object
+"""A raw cell: text from CSV; text, a number, a datetime or None from xlsx."""
+
+XLSX_MAGIC = b"PK\x03\x04"
+XLS_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+DELIMITERS = ",\t;"
+
+
+class LedgerFileError(ValueError):
+    """The file as a whole cannot be read; the message says why and how to fix it."""
+
+    def __init__(self, message: str, *, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+@dataclass(frozen=True)
+class RawSheet:
+    """The rows of one ledger, with how the file was read."""
+
+    kind: str
+    encoding: str | None
+    rows: Iterator[tuple[int, list[Cell]]]
+
+
+def read_ledger(data: bytes, filename: str) -> RawSheet:
+    """Open ``data`` as an xlsx workbook or a CSV file, by content first, then name."""
+    lower = filename.lower()
+    if data.startswith(XLS_MAGIC) or lower.endswith(".xls"):
+        raise LedgerFileError(
+            f"{filename!r} is an old Excel 97-2003 (.xls) workbook, which is not "
+            "supported; open it in Excel or WPS and save it as .xlsx or as CSV"
+        )
+    if data.startswith(XLSX_MAGIC) or lower.endswith((".xlsx", ".xlsm")):
+        return RawSheet("xlsx", None, _xlsx_rows(data, filename))
+    text, encoding = decode_csv(data)
+    return RawSheet("csv", encoding, _csv_rows(text))
+
+
+def decode_csv(data: bytes) -> tuple[str, str]:
+    """Decode CSV bytes: a BOM decides; else strict UTF-8; else GB18030."""
+    if data.startswith(codecs.BOM_UTF8):
+        return _decode(data, "utf-8-sig"), "utf-8-sig"
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return _decode(data, "utf-16"), "utf-16"
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as utf8_error:
+        try:
+            return data.decode("gb18030"), "gb18030"
+        except UnicodeDecodeError as gb_error:
+            line = _line_of(data, gb_error.start)
+            raise LedgerFileError(
+                "the file is neither UTF-8 nor GB18030 text: "
+                f"byte 0x{data[utf8_error.start]:02X} on line "
+                f"{_line_of(data, utf8_error.start)} is not valid UTF-8, and byte "
+                f"0x{data[gb_error.start]:02X} on line {line} is not valid GB18030; "
+                "save the ledger from Excel as 'CSV UTF-8' or as .xlsx",
+                line=line,
+            ) from gb_error
+
+
+def _decode(data: bytes, encoding: str) -> str:
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = _line_of(data, exc.start)
+        raise LedgerFileError(
+            f"the file starts with a {encoding} byte-order mark but byte "
+            f"0x{data[exc.start]:02X} on line {line} is not valid {encoding}; "
+            "save the ledger again as 'CSV UTF-8' or as .xlsx",
+            line=line,
+        ) from exc
+
+
+def _line_of(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def _sniff_delimiter(text: str) -> str:
+    first = text.split("\n", 1)[0]
+    counts = {d: first.count(d) for d in DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _csv_rows(text: str) -> Iterator[tuple[int, list[Cell]]]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(text))
+    try:
+        for line, row in enumerate(reader, start=1):
+            yield line, list(row)
+    except csv.Error as exc:
+        raise LedgerFileError(
+            f"CSV syntax error on line {reader.line_num}: {exc}; check for a stray "
+            "quote character in that line",
+            line=reader.line_num,
+        ) from exc
+
+
+def _xlsx_rows(data: bytes, filename: str) -> Iterator[tuple[int, list[Cell]]]:
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as exc:
+        raise LedgerFileError(
+            f"{filename!r} cannot be opened as an .xlsx workbook ({exc}); "
+            "save it again from Excel or WPS as .xlsx, or export it as CSV"
+        ) from exc
+    try:
+        sheet = book.worksheets[0]
+        # Some exporters write a wrong sheet size; measure the real one.
+        sheet.reset_dimensions()
+        for line, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+            yield line, list(values)
+    finally:
+        book.close()
