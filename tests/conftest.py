@@ -15,6 +15,9 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
+# Fixtures that start private server processes (tests/procs.py).
+pytest_plugins = ["procs"]
+
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 

@@ -1,0 +1,1 @@
+"""The broker side of device identity: the dynamic security client and our roles."""
