@@ -310,6 +310,10 @@ class PrivateMosquitto:
 
     def config(self) -> str:
         lines = [
+            # Started as root, Mosquitto would switch to its own user, which
+            # cannot reach a private temporary folder; this broker stays as
+            # the user that started it.
+            "user root" if os.geteuid() == 0 else "",
             f"listener {self.port} 127.0.0.1",
             f"allow_anonymous {'true' if self.anonymous else 'false'}",
             "persistence true",
