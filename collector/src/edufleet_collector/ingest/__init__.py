@@ -1,0 +1,1 @@
+"""Ingest: the MQTT consumer that stores telemetry, device state and events."""

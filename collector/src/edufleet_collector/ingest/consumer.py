@@ -1,0 +1,436 @@
+"""The ingest process: MQTT in, batches to PostgreSQL, acknowledgements out.
+
+Three threads share the work:
+
+- the MQTT thread runs paho's network loop and only appends each message to
+  an in-memory inbox;
+- the writer takes batches from the inbox (by size or age), decodes them,
+  writes them in one transaction and, once committed, acknowledges every
+  message of the batch to the broker;
+- the silence detector runs periodically under an advisory lock, so only
+  one of several ingest processes does it at a time.
+
+The inbox is bounded by the MQTT 5 Receive Maximum that ingest announces:
+the broker sends no more unacknowledged messages than that and queues the
+rest. When the database is down the writer retries the same batch with
+backoff, nothing is acknowledged, and the broker keeps everything else.
+
+Acknowledgements go out only on the connection that received the message.
+After a reconnect the broker resends what was not acknowledged, so
+messages of an older connection are dropped from the inbox, and a batch
+committed across a reconnect is acknowledged by its redelivered copies.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from psycopg import errors as pg_errors
+
+from edufleet_protocol.topics import ingest_filters
+
+from ..backoff import Backoff, Stopped, retry
+from ..calendar_store import CalendarCache
+from ..db import Conn
+from ..settings import Settings
+from . import metrics
+from .decode import Decoder, Limits, Received, uid_of
+from .devices import Device, DeviceCache
+from .silence import detect_silence
+from .store import Writer, WriteResult
+
+log = logging.getLogger("edufleet.collector.ingest")
+
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    pg_errors.DeadlockDetected,
+    pg_errors.SerializationFailure,
+)
+DB_BACKOFF = Backoff(initial=0.2, maximum=5.0)
+MQTT_BACKOFF = Backoff(initial=0.5, maximum=30.0)
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    client_id: str
+    batch_size: int
+    batch_ms: int
+    max_pending: int
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        client_id: str,
+        batch_size: int | None = None,
+        batch_ms: int | None = None,
+    ) -> IngestOptions:
+        return cls(
+            client_id=client_id,
+            batch_size=batch_size or settings.ingest_batch_size,
+            batch_ms=batch_ms or settings.ingest_batch_ms,
+            max_pending=settings.ingest_max_pending,
+        )
+
+
+def tickets_hooks() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The tickets service's entry points for fault events and connectivity."""
+    from ..tickets.faults import (  # noqa: PLC0415
+        handle_connectivity,
+        handle_fault_event,
+    )
+
+    return handle_fault_event, handle_connectivity
+
+
+class Ingest:
+    """One ingest process; :meth:`run` blocks until ``stop`` is set."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: IngestOptions,
+        *,
+        hooks: tuple[Callable[..., Any], Callable[..., Any]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.stop = threading.Event()
+        self._inbox: deque[tuple[Received, int]] = deque()
+        self._wake = threading.Event()
+        self._generation = 0
+        self._connected = threading.Event()
+        self._conn: Conn | None = None
+        self.devices = DeviceCache(max_age=settings.ingest_device_cache_seconds)
+        self.calendars = CalendarCache()
+        self.decoder = Decoder(
+            Limits(
+                max_payload_bytes=settings.ingest_max_payload_bytes,
+                max_clock_ahead=settings.ingest_max_clock_ahead_seconds,
+                max_sample_age=settings.ingest_max_sample_age_days * 86400,
+                clock_suspect=settings.ingest_clock_suspect_seconds,
+            )
+        )
+        handle_fault, handle_connectivity = hooks or tickets_hooks()
+        self.handle_connectivity = handle_connectivity
+        self.writer = Writer(
+            calendars=self.calendars,
+            devices_by_id=self._devices_by_id,
+            handle_fault=handle_fault,
+            handle_connectivity=handle_connectivity,
+        )
+        self._by_id: dict[int, Device] = {}
+        self.client = self._make_client()
+
+    # --- MQTT -----------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        settings = self.settings
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.options.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if settings.mqtt_username:
+            password = settings.mqtt_password
+            client.username_pw_set(
+                settings.mqtt_username,
+                password.get_secret_value() if password else None,
+            )
+        if settings.mqtt_url.startswith("mqtts://"):
+            client.tls_set(ca_certs=settings.mqtt_ca_file)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _connect_properties(self) -> Properties:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self.settings.ingest_session_expiry_seconds
+        props.ReceiveMaximum = self.options.max_pending
+        return props
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: Any,
+        reason: Any,
+        properties: Any,
+    ) -> None:
+        if reason.is_failure:
+            log.error(
+                "broker %s refused ingest client %r: %s; check EDUFLEET_MQTT_USERNAME "
+                "and EDUFLEET_MQTT_PASSWORD",
+                self.settings.mqtt_url,
+                self.options.client_id,
+                reason,
+            )
+            return
+        self._generation += 1
+        log.info(
+            "connected to %s as %r (session %s)",
+            self.settings.mqtt_url,
+            self.options.client_id,
+            "resumed" if flags.session_present else "new",
+        )
+        client.subscribe([(f, 1) for f in ingest_filters()])
+        self._connected.set()
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: Any,
+        reason: Any,
+        properties: Any,
+    ) -> None:
+        self._connected.clear()
+        if not self.stop.is_set():
+            log.warning("disconnected from the broker: %s", reason)
+
+    def _on_message(
+        self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage
+    ) -> None:
+        self._inbox.append(
+            (
+                Received(
+                    message.mid,
+                    message.qos,
+                    message.topic,
+                    cast(bytes, message.payload),
+                    time.time(),
+                ),
+                self._generation,
+            )
+        )
+        if len(self._inbox) >= self.options.batch_size:
+            self._wake.set()
+
+    def _mqtt_loop(self) -> None:
+        parts = urlsplit(self.settings.mqtt_url)
+        host = parts.hostname or "127.0.0.1"
+        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        client = self.client
+
+        def connect() -> None:
+            client.connect(
+                host,
+                port,
+                keepalive=30,
+                clean_start=False,
+                properties=self._connect_properties(),
+            )
+            deadline = time.monotonic() + 10
+            while not self._connected.is_set():
+                code = client.loop(timeout=0.2)
+                if code != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    raise ConnectionError(f"the broker closed the connection ({code})")
+                if time.monotonic() > deadline:
+                    client.disconnect()
+                    raise ConnectionError("no CONNACK from the broker within 10 s")
+
+        while not self.stop.is_set():
+            try:
+                retry(
+                    connect,
+                    retry_on=(OSError,),
+                    backoff=MQTT_BACKOFF,
+                    what=f"connecting to the broker at {host}:{port}",
+                    logger=log,
+                    stop=self.stop,
+                )
+            except Stopped:
+                return
+            code = MQTTErrorCode.MQTT_ERR_SUCCESS
+            while code == MQTTErrorCode.MQTT_ERR_SUCCESS and not self.stop.is_set():
+                code = client.loop(timeout=0.5)
+            if not self.stop.is_set():
+                log.warning("broker connection lost (%s); reconnecting", code)
+
+    # --- database ---------------------------------------------------------------
+
+    def _connection(self) -> Conn:
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        conn = psycopg.connect(
+            self.settings.database_url,
+            connect_timeout=5,
+            options="-c statement_timeout=60000",
+        )
+        conn.execute("SET TIME ZONE 'UTC'")
+        conn.commit()
+        self._conn = conn
+        return conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _devices_by_id(self) -> dict[int, Device]:
+        return self._by_id
+
+    def _write(self, messages: list[Received]) -> WriteResult:
+        """Decode and write one batch in a transaction; retried as a whole."""
+        started = time.monotonic()
+        try:
+            conn = self._connection()
+            uids = {u for m in messages if (u := uid_of(m.topic))}
+            uids |= self.decoder.subject_uids(messages)
+            with conn.transaction():
+                devices = self.devices.resolve(conn, uids)
+                self._by_id = {devices[u].id: devices[u] for u in uids if u in devices}
+                batch = self.decoder.decode(messages, devices)
+                result = self.writer.write(conn, batch)
+        except TRANSIENT_DB_ERRORS as exc:
+            metrics.database_errors.labels(type(exc).__name__).inc()
+            if isinstance(exc, psycopg.OperationalError):
+                self._drop_connection()
+            raise
+        committed = time.time()
+        metrics.commit_seconds.observe(time.monotonic() - started)
+        for kind, count in batch.kinds.items():
+            metrics.messages.labels(kind).inc(count)
+        for rejection in result.rejections:
+            metrics.rejected.labels(rejection.reason).inc()
+        metrics.samples.inc(result.samples)
+        metrics.tickets_opened.labels("agent").inc(result.tickets_opened)
+        for ts in batch.sample_times[:: max(1, len(batch.sample_times) // 100)]:
+            metrics.sample_lag_seconds.observe(committed - ts)
+        return result
+
+    # --- the batch loop -----------------------------------------------------------
+
+    def _take(self) -> list[Received]:
+        """Wait for a full batch, or for the oldest message to reach its age."""
+        inbox = self._inbox
+        size = self.options.batch_size
+        max_age = self.options.batch_ms / 1000
+        while True:
+            count = len(inbox)
+            if count >= size or (count and self.stop.is_set()):
+                break
+            if count:
+                wait = inbox[0][0].at + max_age - time.time()
+                if wait <= 0:
+                    break
+            else:
+                if self.stop.is_set():
+                    return []
+                wait = 0.2
+            self._wake.wait(wait)
+            self._wake.clear()
+        generation = self._generation
+        taken = []
+        for _ in range(min(len(inbox), size)):
+            message, gen = inbox.popleft()
+            if gen == generation:
+                taken.append(message)
+        return taken
+
+    def _process(self, messages: list[Received]) -> None:
+        generation = self._generation
+        retry(
+            lambda: self._write(messages),
+            retry_on=TRANSIENT_DB_ERRORS,
+            backoff=DB_BACKOFF,
+            what=f"writing a batch of {len(messages)} messages",
+            logger=log,
+            stop=self.stop,
+        )
+        now = time.time()
+        metrics.batch_messages.observe(len(messages))
+        step = max(1, len(messages) // 100)
+        for message in messages[::step]:
+            metrics.broker_to_commit_seconds.observe(now - message.at)
+        if generation != self._generation:
+            return
+        ack = self.client.ack
+        for message in messages:
+            if message.qos:
+                ack(message.mid, message.qos)
+        metrics.pending.set(len(self._inbox))
+
+    def _writer_loop(self) -> None:
+        while True:
+            messages = self._take()
+            if not messages:
+                if self.stop.is_set():
+                    return
+                continue
+            try:
+                self._process(messages)
+            except Stopped:
+                log.warning(
+                    "stopping with %d messages unwritten; the broker redelivers them",
+                    len(messages) + len(self._inbox),
+                )
+                return
+
+    def _silence_loop(self) -> None:
+        settings = self.settings
+        calendars = CalendarCache()
+        conn: Conn | None = None
+        while not self.stop.wait(settings.silence_check_seconds):
+            try:
+                if conn is None or conn.closed or conn.broken:
+                    conn = psycopg.connect(settings.database_url, connect_timeout=5)
+                with conn.transaction():
+                    detect_silence(
+                        conn,
+                        now=datetime.now(UTC),
+                        factor=settings.silence_factor,
+                        default_interval=settings.silence_default_interval_seconds,
+                        calendars=calendars,
+                        handle_connectivity=self.handle_connectivity,
+                    )
+            except psycopg.Error as exc:
+                log.warning("silence check skipped, will retry: %s", exc)
+        if conn is not None:
+            conn.close()
+
+    # --- lifecycle --------------------------------------------------------------
+
+    def run(self) -> None:
+        """Connect, consume until ``stop`` is set, then drain and disconnect."""
+        retry(
+            self._connection,
+            retry_on=(psycopg.OperationalError,),
+            backoff=Backoff(initial=0.5, maximum=5.0, deadline=60.0),
+            what="connecting to the database",
+            logger=log,
+        )
+        threads = [
+            threading.Thread(target=self._mqtt_loop, name="ingest-mqtt", daemon=True),
+            threading.Thread(
+                target=self._silence_loop, name="ingest-silence", daemon=True
+            ),
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            self._writer_loop()
+        finally:
+            self.stop.set()
+            self.client.disconnect()
+            for thread in threads:
+                thread.join(timeout=10)
+            self._drop_connection()
+            log.info("ingest %r stopped", self.options.client_id)
