@@ -62,6 +62,41 @@ class Settings(BaseSettings):
     db_pool_max_size: int = Field(default=20, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+    ingest_batch_size: int = Field(
+        default=5000, ge=1, le=100_000, description="messages per database batch"
+    )
+    ingest_batch_ms: int = Field(
+        default=100, ge=1, le=60_000, description="longest wait before a batch commits"
+    )
+    ingest_max_pending: int = Field(
+        default=20_000,
+        ge=10,
+        le=65_535,
+        description="unacknowledged messages held in memory; the MQTT 5 Receive "
+        "Maximum, so the broker queues the rest while the database is slow",
+    )
+    ingest_max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
+    ingest_max_clock_ahead_seconds: float = Field(
+        default=300.0, gt=0, description="a sample further in the future is refused"
+    )
+    ingest_max_sample_age_days: float = Field(
+        default=30.0, gt=0, description="a sample older than this is refused"
+    )
+    ingest_clock_suspect_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="a live message whose clock is off by more flags the device",
+    )
+    ingest_device_cache_seconds: float = Field(default=300.0, gt=0)
+    ingest_session_expiry_seconds: int = Field(default=86_400, ge=60)
+    silence_factor: float = Field(
+        default=3.0,
+        ge=1.0,
+        description="a device is silent after this many report intervals without "
+        "a message",
+    )
+    silence_default_interval_seconds: float = Field(default=60.0, gt=0)
+    silence_check_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import accounts, db, labels, ledger, serve
+from . import accounts, db, ingest, labels, ledger, serve
 
-COMMAND_MODULES: list[ModuleType] = [db, serve, accounts, labels, ledger]
+COMMAND_MODULES: list[ModuleType] = [db, serve, accounts, labels, ledger, ingest]
