@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import accounts, db, ingest, labels, ledger, serve
+from . import accounts, backup, db, ingest, labels, ledger, serve
 
-COMMAND_MODULES: list[ModuleType] = [db, serve, accounts, labels, ledger, ingest]
+COMMAND_MODULES: list[ModuleType] = [
+    db,
+    serve,
+    accounts,
+    backup,
+    labels,
+    ledger,
+    ingest,
+]
