@@ -15,7 +15,16 @@ from .. import __version__
 from ..db.pool import open_pool
 from ..errors import Conflict, InvalidInput, NotFound
 from ..settings import Settings
-from .api import health, imports
+from .api import (
+    assignments,
+    devices,
+    engineers,
+    health,
+    imports,
+    regions,
+    rooms,
+    schools,
+)
 
 log = logging.getLogger("edufleet.collector.web")
 
@@ -73,4 +82,6 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> FastAP
     _install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(imports.router)
+    for module in (regions, schools, rooms, assignments, devices, engineers):
+        app.include_router(module.router)
     return app

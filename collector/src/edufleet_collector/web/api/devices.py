@@ -1,0 +1,68 @@
+"""Devices under /api/v1/devices."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from ...registry import devices
+from ...registry.devices import (
+    DeviceCreate,
+    DeviceFilters,
+    DevicePublic,
+    DeviceStatus,
+    DeviceUpdate,
+)
+from ...registry.pagination import Listing
+from ..deps import AdminDep, ConnDep, PrincipalDep
+from .paging import PageDep
+
+router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
+
+
+@router.get("", summary="List devices in scope, filtered")
+def list_devices(
+    *,
+    conn: ConnDep,
+    principal: PrincipalDep,
+    page: PageDep,
+    school: Annotated[str | None, Query(description="school code")] = None,
+    region: Annotated[
+        str | None, Query(description="region code; covers its subtree")
+    ] = None,
+    category: Annotated[
+        str | None, Query(max_length=32, description="device category code")
+    ] = None,
+    status: DeviceStatus | None = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            description="text in the asset tag, name, brand, model or serial",
+        ),
+    ] = None,
+) -> Listing[DevicePublic]:
+    filters = DeviceFilters(
+        region=region, school=school, category=category, status=status, q=q
+    )
+    return devices.list_devices(conn, principal, filters, page)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Register a device")
+def create_device(
+    conn: ConnDep, principal: AdminDep, body: DeviceCreate
+) -> DevicePublic:
+    return devices.create_device(conn, principal, body)
+
+
+@router.get("/{device_id}", summary="Read a device")
+def get_device(conn: ConnDep, principal: PrincipalDep, device_id: int) -> DevicePublic:
+    return devices.get_device(conn, principal, device_id)
+
+
+@router.patch("/{device_id}", summary="Change a device")
+def update_device(
+    conn: ConnDep, principal: AdminDep, device_id: int, body: DeviceUpdate
+) -> DevicePublic:
+    return devices.update_device(conn, principal, device_id, body)
