@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import accounts, backup, db, ingest, labels, ledger, serve
+from . import accounts, backup, db, demo, ingest, labels, ledger, serve
 
 COMMAND_MODULES: list[ModuleType] = [
     db,
     serve,
     accounts,
     backup,
+    demo,
     labels,
     ledger,
     ingest,
