@@ -151,7 +151,8 @@ def _walkthrough(settings: Settings, web: str, metrics: str) -> str:
     if engineer:
         lines += [
             f"  2. Accept as the engineer: log in at {web}/login as {engineer[0]!r}",
-            f"     ({engineer[1]}, primary engineer of {engineer[2]}), password {password!r}.",
+            f"     ({engineer[1]}, primary engineer of {engineer[2]}),",
+            f"     password {password!r}.",
         ]
     if admin:
         lines.append(
