@@ -391,7 +391,9 @@ def _parse_rows(
     for line, cells in raw_rows[position + 1 :]:
         tag_cell = columns.get(cells, "asset_tag")
         tag = fold(tag_cell)
-        if not tag and _is_blank_or_total(cells, columns):
+        if (not tag or tag.casefold() in TOTAL_WORDS) and _is_blank_or_total(
+            cells, columns
+        ):
             continue
         report.summary.rows_read += 1
         before = len(errors)

@@ -69,15 +69,29 @@ def decode_csv(data: bytes) -> tuple[str, str]:
         try:
             return data.decode("gb18030"), "gb18030"
         except UnicodeDecodeError as gb_error:
-            line = _line_of(data, gb_error.start)
-            raise LedgerFileError(
-                "the file is neither UTF-8 nor GB18030 text: "
-                f"byte 0x{data[utf8_error.start]:02X} on line "
-                f"{_line_of(data, utf8_error.start)} is not valid UTF-8, and byte "
-                f"0x{data[gb_error.start]:02X} on line {line} is not valid GB18030; "
-                "save the ledger from Excel as 'CSV UTF-8' or as .xlsx",
-                line=line,
-            ) from gb_error
+            raise _neither_error(data, utf8_error, gb_error) from gb_error
+
+
+def _neither_error(
+    data: bytes, utf8_error: UnicodeDecodeError, gb_error: UnicodeDecodeError
+) -> LedgerFileError:
+    """Point at the line where the more plausible of the two encodings breaks."""
+    utf8_line = _line_of(data, utf8_error.start)
+    gb_line = _line_of(data, gb_error.start)
+    # Non-ASCII text decoded fine before the first bad byte: a UTF-8 file
+    # with a damaged line, not a GB18030 file.
+    if not data[: utf8_error.start].isascii():
+        line, byte, encoding = utf8_line, data[utf8_error.start], "UTF-8"
+        other = f"GB18030 fails on line {gb_line}"
+    else:
+        line, byte, encoding = gb_line, data[gb_error.start], "GB18030"
+        other = f"UTF-8 fails on line {utf8_line}"
+    return LedgerFileError(
+        f"the file is neither UTF-8 nor GB18030 text: it reads as {encoding} up to "
+        f"line {line}, where byte 0x{byte:02X} is not valid {encoding} ({other}); "
+        "correct that line, or save the ledger from Excel as 'CSV UTF-8' or as .xlsx",
+        line=line,
+    )
 
 
 def _decode(data: bytes, encoding: str) -> str:

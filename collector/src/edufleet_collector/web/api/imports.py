@@ -72,6 +72,8 @@ def import_assets(
         dry_run=dry_run,
         scope=principal.school_ids,
     )
+    # Commit before answering, so a client that reads back sees the devices.
+    conn.commit()
     return JSONResponse(report.as_dict(), status_code=200 if report.ok else 422)
 
 
