@@ -26,6 +26,8 @@ from .api import (
     schools,
 )
 
+from .api import enroll as enroll_api
+
 log = logging.getLogger("edufleet.collector.web")
 
 
@@ -82,6 +84,7 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> FastAP
     _install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(imports.router)
+    app.include_router(enroll_api.router)
     for module in (regions, schools, rooms, assignments, devices, engineers):
         app.include_router(module.router)
     return app

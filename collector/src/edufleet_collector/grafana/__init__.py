@@ -1,0 +1,1 @@
+"""Grafana: the macro expander the dashboard tests use, and the push command."""
