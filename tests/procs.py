@@ -290,3 +290,34 @@ class TcpProxy:
 
     def close(self) -> None:
         self.cut()
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path) -> Iterator[MosquittoProcess]:
+    """A broker of this test's own, anonymous, with the shipped queue sizing."""
+    broker = MosquittoProcess(tmp_path / "mosquitto")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="module")
+def restartable_postgres() -> Iterator[object]:
+    """A private PostgreSQL cluster that a test may stop and start again.
+
+    Yields ``scripts/services.py``'s ``PrivatePostgres``; ``.url`` names its
+    maintenance database, ``.stop()`` and ``.start()`` restart it.
+    """
+    from services import PrivatePostgres
+
+    root = Path(tempfile.mkdtemp(prefix="edufleet-pg-"))
+    os.chmod(root, 0o755)
+    server = PrivatePostgres(root)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)

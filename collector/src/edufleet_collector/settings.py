@@ -30,6 +30,28 @@ class Settings(BaseSettings):
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
     mqtt_ca_file: str | None = None
+    mqtt_admin_username: str | None = Field(
+        default=None,
+        description="the broker's dynamic security admin; enrollment uses it to "
+        "create each device's MQTT identity",
+    )
+    mqtt_admin_password: SecretStr | None = None
+    broker_public_url: str | None = Field(
+        default=None,
+        description="broker URL enrolled agents are told to use, e.g. "
+        "mqtts://mqtt.example.org:8883; EDUFLEET_MQTT_URL when unset",
+    )
+    broker_ca_file: str | None = Field(
+        default=None,
+        description="PEM file of the CA that signed the broker's certificate; "
+        "enrolled agents receive it and pin it",
+    )
+    enroll_failures_per_ip: int = Field(
+        default=10,
+        ge=1,
+        description="failed enrollments one client address may make per window",
+    )
+    enroll_failure_window_seconds: float = Field(default=900.0, gt=0)
     secret_key: SecretStr = Field(
         default_factory=lambda: SecretStr(""),
         description="key that signs cookies, links and tokens; 32+ characters",

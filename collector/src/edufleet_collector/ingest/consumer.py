@@ -27,7 +27,6 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -87,26 +86,10 @@ class IngestOptions:
         )
 
 
-def tickets_hooks() -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """The tickets service's entry points for fault events and connectivity."""
-    from ..tickets.faults import (  # noqa: PLC0415
-        handle_connectivity,
-        handle_fault_event,
-    )
-
-    return handle_fault_event, handle_connectivity
-
-
 class Ingest:
     """One ingest process; :meth:`run` blocks until ``stop`` is set."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        options: IngestOptions,
-        *,
-        hooks: tuple[Callable[..., Any], Callable[..., Any]] | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, options: IngestOptions) -> None:
         self.settings = settings
         self.options = options
         self.stop = threading.Event()
@@ -125,13 +108,8 @@ class Ingest:
                 clock_suspect=settings.ingest_clock_suspect_seconds,
             )
         )
-        handle_fault, handle_connectivity = hooks or tickets_hooks()
-        self.handle_connectivity = handle_connectivity
         self.writer = Writer(
-            calendars=self.calendars,
-            devices_by_id=self._devices_by_id,
-            handle_fault=handle_fault,
-            handle_connectivity=handle_connectivity,
+            calendars=self.calendars, devices_by_id=self._devices_by_id
         )
         self._by_id: dict[int, Device] = {}
         self.client = self._make_client()
@@ -399,7 +377,6 @@ class Ingest:
                         factor=settings.silence_factor,
                         default_interval=settings.silence_default_interval_seconds,
                         calendars=calendars,
-                        handle_connectivity=self.handle_connectivity,
                     )
             except psycopg.Error as exc:
                 log.warning("silence check skipped, will retry: %s", exc)

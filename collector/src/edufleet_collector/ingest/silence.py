@@ -12,13 +12,12 @@ that went quiet at 17:25 inside the day still counts at 17:35.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from ..calendar_store import CalendarCache
 from ..db import Conn
+from ..tickets.faults import handle_connectivity
 from . import metrics
 
 log = logging.getLogger("edufleet.collector.ingest.silence")
@@ -41,7 +40,6 @@ def detect_silence(
     factor: float,
     default_interval: float,
     calendars: CalendarCache,
-    handle_connectivity: Callable[..., Any],
 ) -> SilenceReport:
     """Mark silent devices and report the faulty ones; run inside a transaction.
 
@@ -88,7 +86,10 @@ def detect_silence(
             "UPDATE device_state SET offline_reported = true WHERE device_id = ANY(%s)",
             [report.faults],
         )
-        handle_connectivity(conn, device_ids=report.faults, state="silent", now=now)
+        outcome = handle_connectivity(
+            conn, device_ids=report.faults, state="silent", now=now
+        )
+        metrics.tickets_opened.labels("silence").inc(len(outcome.created))
     if report.silent:
         metrics.silent_devices.labels("yes").inc(len(report.faults))
         metrics.silent_devices.labels("no").inc(len(report.silent) - len(report.faults))

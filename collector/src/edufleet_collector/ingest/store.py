@@ -21,6 +21,14 @@ from psycopg.types.json import Jsonb
 
 from ..calendar_store import CalendarCache
 from ..db import Conn
+from ..errors import EdufleetError
+from ..tickets.faults import (
+    ConnectivityOutcome,
+    FaultOutcome,
+    handle_connectivity,
+    handle_fault_event,
+    handle_inventory_change,
+)
 from .decode import Batch, BirthRecord, Rejection
 from .devices import Device
 
@@ -224,14 +232,19 @@ def inventory_changes(
     return changes
 
 
-def _record_births(conn: Conn, batch: Batch) -> int:
-    events = 0
+def _record_births(conn: Conn, batch: Batch) -> list[tuple[int, dict[str, Any]]]:
+    """Store inventories; return the (device, changes) recorded for the first time."""
+    found = []
     for record in sorted(batch.births, key=lambda r: (r.device.id, r.at)):
-        events += _record_birth(conn, record, batch.intervals.get(record.device.id))
-    return events
+        changes = _record_birth(conn, record, batch.intervals.get(record.device.id))
+        if changes:
+            found.append((record.device.id, changes))
+    return found
 
 
-def _record_birth(conn: Conn, record: BirthRecord, interval: int | None) -> int:
+def _record_birth(
+    conn: Conn, record: BirthRecord, interval: int | None
+) -> dict[str, Any] | None:
     payload = record.birth
     inventory = payload.inventory.model_dump(mode="json", exclude_none=True)
     row = conn.execute(
@@ -239,7 +252,7 @@ def _record_birth(conn: Conn, record: BirthRecord, interval: int | None) -> int:
         [record.device.id],
     ).fetchone()
     if row is None:
-        return 0
+        return None
     stored, asset_serial = row
     changes = inventory_changes(stored, str(asset_serial or ""), inventory)
     conn.execute(
@@ -256,7 +269,7 @@ def _record_birth(conn: Conn, record: BirthRecord, interval: int | None) -> int:
             [payload.agent_version, interval, record.device.id],
         )
     if not changes:
-        return 0
+        return None
     inserted = conn.execute(
         """
         INSERT INTO device_events (device_id, kind, occurred_at, sid, seq, details)
@@ -271,13 +284,12 @@ def _record_birth(conn: Conn, record: BirthRecord, interval: int | None) -> int:
             Jsonb({"changes": changes}),
         ],
     ).rowcount
-    if inserted:
-        log.info(
-            "device %r inventory changed: %s",
-            record.device.id,
-            ", ".join(sorted(changes)),
-        )
-    return inserted
+    if not inserted:
+        return None
+    log.info(
+        "device %r inventory changed: %s", record.device.id, ", ".join(sorted(changes))
+    )
+    return changes
 
 
 def _offline_is_fault(
@@ -294,20 +306,16 @@ def _offline_is_fault(
 
 
 class Writer:
-    """Writes batches; the tickets service is reached through the callables."""
+    """Writes batches; faults and outages go to the tickets service."""
 
     def __init__(
         self,
         *,
         calendars: CalendarCache,
         devices_by_id: Callable[[], dict[int, Device]],
-        handle_fault: Callable[..., Any],
-        handle_connectivity: Callable[..., Any],
     ) -> None:
         self.calendars = calendars
         self.devices_by_id = devices_by_id
-        self.handle_fault = handle_fault
-        self.handle_connectivity = handle_connectivity
 
     def write(self, conn: Conn, batch: Batch) -> WriteResult:
         result = WriteResult()
@@ -317,7 +325,13 @@ class Writer:
         returned = _record_seen(conn, batch)
         lost, back = _record_states(conn, batch)
         _record_clocks(conn, batch)
-        result.inventory_changes = _record_births(conn, batch)
+        changes = _record_births(conn, batch)
+        result.inventory_changes = len(changes)
+        for device_id, details in changes:
+            outcome = handle_inventory_change(
+                conn, device_id=device_id, changes=details, now=datetime.now(UTC)
+            )
+            result.tickets_opened += _opened(outcome)
         result.recovered = sorted({*returned, *back})
 
         rejections = list(batch.rejections)
@@ -330,11 +344,13 @@ class Writer:
     def _faults(self, conn: Conn, batch: Batch, rejections: list[Rejection]) -> int:
         opened = 0
         now = datetime.now(UTC)
-        for record in batch.faults:
+        # Subject order keeps lock order alike across processes; the sort is
+        # stable, so one device's events keep their arrival order.
+        for record in sorted(batch.faults, key=lambda r: r.subject.id):
             event = record.event
             try:
                 with conn.transaction():
-                    outcome = self.handle_fault(
+                    outcome = handle_fault_event(
                         conn,
                         device_id=record.device.id,
                         action=event.action,
@@ -350,7 +366,7 @@ class Writer:
                     )
             except (psycopg.OperationalError, pg_errors.DeadlockDetected):
                 raise
-            except (psycopg.Error, ValueError) as exc:
+            except (psycopg.Error, EdufleetError) as exc:
                 log.warning(
                     "fault %s of device %r not recorded, stored as rejected: %s",
                     event.code,
@@ -389,26 +405,21 @@ class Writer:
                 "WHERE device_id = ANY(%s)",
                 [faults],
             )
-            outcome = self.handle_connectivity(
+            outcome = handle_connectivity(
                 conn, device_ids=faults, state="lost", now=datetime.now(UTC)
             )
             opened += _opened(outcome)
         if recovered:
-            self.handle_connectivity(
+            handle_connectivity(
                 conn, device_ids=recovered, state="online", now=datetime.now(UTC)
             )
         return opened
 
 
 def _opened(outcome: Any) -> int:
-    """How many tickets an outcome of the tickets service says were opened."""
-    if outcome is None:
-        return 0
-    if isinstance(outcome, list | tuple):
-        return sum(_opened(o) for o in outcome)
-    value = getattr(outcome, "opened", None)
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return value
+    """How many tickets an outcome of the tickets service created or reopened."""
+    if isinstance(outcome, ConnectivityOutcome):
+        return len(outcome.created)
+    if isinstance(outcome, FaultOutcome):
+        return int(outcome.result in ("created", "reopened"))
     return 0

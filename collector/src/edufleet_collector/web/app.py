@@ -25,7 +25,6 @@ from .api import (
     rooms,
     schools,
 )
-
 from .api import enroll as enroll_api
 
 log = logging.getLogger("edufleet.collector.web")
