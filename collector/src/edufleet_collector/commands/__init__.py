@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import accounts, backup, db, demo, ingest, labels, ledger, serve
-from . import broker, enroll_tokens
+from . import (
+    accounts,
+    backup,
+    broker,
+    db,
+    demo,
+    enroll_tokens,
+    ingest,
+    labels,
+    ledger,
+    serve,
+)
 
 COMMAND_MODULES: list[ModuleType] = [
     db,
@@ -16,4 +26,6 @@ COMMAND_MODULES: list[ModuleType] = [
     labels,
     ledger,
     ingest,
+    broker,
+    enroll_tokens,
 ]

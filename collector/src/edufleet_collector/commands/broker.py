@@ -57,7 +57,9 @@ def run_broker_init(args: argparse.Namespace) -> int:
             )
         )
     if len({name for name, _, _ in wanted}) != len(wanted):
-        raise ConfigError("--admin-user, --ingest-user and --simulator-user must differ")
+        raise ConfigError(
+            "--admin-user, --ingest-user and --simulator-user must differ"
+        )
 
     users: dict[str, tuple[str, str]] = {}
     generated: list[tuple[str, str]] = []
