@@ -120,6 +120,47 @@ class Settings(BaseSettings):
     silence_default_interval_seconds: float = Field(default=60.0, gt=0)
     silence_check_seconds: float = Field(default=30.0, gt=0)
 
+    ticket_accept_timeout_seconds: int = Field(
+        default=600,
+        ge=10,
+        description="a dispatched ticket not accepted in this time goes to the backup",
+    )
+    ticket_self_recover: bool = Field(
+        default=True,
+        description="close a fault ticket when the fault clears before acceptance",
+    )
+    ticket_fault_cooldown_hours: float = Field(
+        default=168.0,
+        gt=0,
+        description="a fault recurring this soon after its fix reopens the ticket; "
+        "a fix without recurrence for this long is marked verified",
+    )
+    ticket_rating_days: float = Field(
+        default=3.0, gt=0, description="an unrated resolved ticket closes after this"
+    )
+    ticket_outage_min_devices: int = Field(
+        default=3,
+        ge=2,
+        description="devices of one school lost together that make a network incident",
+    )
+    ticket_outage_window_seconds: float = Field(default=600.0, gt=0)
+    notify_max_attempts: int = Field(default=8, ge=1, le=100)
+    notify_lease_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="how long a worker holds a notification it is sending",
+    )
+    notify_timeout_seconds: float = Field(default=10.0, gt=0)
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server for e-mail notifications"
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_starttls: bool = True
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "edufleet@localhost"
+    worker_interval_seconds: float = Field(default=2.0, gt=0, le=300)
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
