@@ -45,6 +45,7 @@ from ..backoff import Backoff, Stopped, retry
 from ..calendar_store import CalendarCache
 from ..db import Conn
 from ..settings import Settings
+from ..tickets.model import TicketConfig
 from . import metrics
 from .decode import Decoder, Limits, Received, uid_of
 from .devices import Device, DeviceCache
@@ -108,8 +109,11 @@ class Ingest:
                 clock_suspect=settings.ingest_clock_suspect_seconds,
             )
         )
+        self.ticket_config = TicketConfig.from_settings(settings)
         self.writer = Writer(
-            calendars=self.calendars, devices_by_id=self._devices_by_id
+            calendars=self.calendars,
+            devices_by_id=self._devices_by_id,
+            config=self.ticket_config,
         )
         self._by_id: dict[int, Device] = {}
         self.client = self._make_client()
@@ -377,6 +381,7 @@ class Ingest:
                         factor=settings.silence_factor,
                         default_interval=settings.silence_default_interval_seconds,
                         calendars=calendars,
+                        config=self.ticket_config,
                     )
             except psycopg.Error as exc:
                 log.warning("silence check skipped, will retry: %s", exc)

@@ -18,6 +18,7 @@ from datetime import datetime
 from ..calendar_store import CalendarCache
 from ..db import Conn
 from ..tickets.faults import handle_connectivity
+from ..tickets.model import DEFAULT_CONFIG, TicketConfig
 from . import metrics
 
 log = logging.getLogger("edufleet.collector.ingest.silence")
@@ -40,6 +41,7 @@ def detect_silence(
     factor: float,
     default_interval: float,
     calendars: CalendarCache,
+    config: TicketConfig = DEFAULT_CONFIG,
 ) -> SilenceReport:
     """Mark silent devices and report the faulty ones; run inside a transaction.
 
@@ -87,7 +89,7 @@ def detect_silence(
             [report.faults],
         )
         outcome = handle_connectivity(
-            conn, device_ids=report.faults, state="silent", now=now
+            conn, device_ids=report.faults, state="silent", now=now, config=config
         )
         metrics.tickets_opened.labels("silence").inc(len(outcome.created))
     if report.silent:

@@ -29,6 +29,7 @@ from ..tickets.faults import (
     handle_fault_event,
     handle_inventory_change,
 )
+from ..tickets.model import TicketConfig
 from .decode import Batch, BirthRecord, Rejection
 from .devices import Device
 
@@ -313,9 +314,11 @@ class Writer:
         *,
         calendars: CalendarCache,
         devices_by_id: Callable[[], dict[int, Device]],
+        config: TicketConfig,
     ) -> None:
         self.calendars = calendars
         self.devices_by_id = devices_by_id
+        self.config = config
 
     def write(self, conn: Conn, batch: Batch) -> WriteResult:
         result = WriteResult()
@@ -329,7 +332,11 @@ class Writer:
         result.inventory_changes = len(changes)
         for device_id, details in changes:
             outcome = handle_inventory_change(
-                conn, device_id=device_id, changes=details, now=datetime.now(UTC)
+                conn,
+                device_id=device_id,
+                changes=details,
+                now=datetime.now(UTC),
+                config=self.config,
             )
             result.tickets_opened += _opened(outcome)
         result.recovered = sorted({*returned, *back})
@@ -363,6 +370,7 @@ class Writer:
                         seq=event.seq,
                         ts=event.ts,
                         now=now,
+                        config=self.config,
                     )
             except (psycopg.OperationalError, pg_errors.DeadlockDetected):
                 raise
@@ -406,12 +414,20 @@ class Writer:
                 [faults],
             )
             outcome = handle_connectivity(
-                conn, device_ids=faults, state="lost", now=datetime.now(UTC)
+                conn,
+                device_ids=faults,
+                state="lost",
+                now=datetime.now(UTC),
+                config=self.config,
             )
             opened += _opened(outcome)
         if recovered:
             handle_connectivity(
-                conn, device_ids=recovered, state="online", now=datetime.now(UTC)
+                conn,
+                device_ids=recovered,
+                state="online",
+                now=datetime.now(UTC),
+                config=self.config,
             )
         return opened
 
