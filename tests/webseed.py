@@ -10,9 +10,17 @@ SY01 with one projector and engineer 李工. Users, all with PASSWORD:
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
+
+from edufleet_collector.settings import Settings
 
 PASSWORD = "correct-horse-battery"
 
@@ -115,3 +123,41 @@ def seed_world(conn: psycopg.Connection) -> World:
         )
     conn.commit()
     return world
+
+
+@contextmanager
+def running_server(settings: Settings) -> Iterator[str]:
+    """The real web app under uvicorn on a free loopback port, in a thread."""
+    import uvicorn
+
+    from edufleet_collector.db.pool import open_pool
+    from edufleet_collector.web.app import create_app
+
+    pool = open_pool(settings, name="test-web", min_size=1, max_size=8)
+    app = create_app(settings, pool)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test web server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        pool.close()
+
+
+def web_settings(settings: Settings, tmp_path: Path, **changes: object) -> Settings:
+    """The test settings with an upload folder of the test's own."""
+    values: dict[str, object] = {"upload_dir": str(tmp_path / "uploads")}
+    values.update(changes)
+    return settings.model_copy(update=values)

@@ -26,6 +26,7 @@ from .api import (
     schools,
 )
 from .api import enroll as enroll_api
+from .pages import install as install_pages
 
 log = logging.getLogger("edufleet.collector.web")
 
@@ -86,4 +87,5 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> FastAP
     app.include_router(enroll_api.router)
     for module in (regions, schools, rooms, assignments, devices, engineers):
         app.include_router(module.router)
+    install_pages(app, settings)
     return app
