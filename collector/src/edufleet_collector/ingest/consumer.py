@@ -99,6 +99,8 @@ class Ingest:
         self._generation = 0
         self._connected = threading.Event()
         self._conn: Conn | None = None
+        self.committed = 0
+        """Messages this process committed (and acknowledged), for logs and tests."""
         self.devices = DeviceCache(max_age=settings.ingest_device_cache_seconds)
         self.calendars = CalendarCache()
         self.decoder = Decoder(
@@ -337,6 +339,7 @@ class Ingest:
             logger=log,
             stop=self.stop,
         )
+        self.committed += len(messages)
         now = time.time()
         metrics.batch_messages.observe(len(messages))
         step = max(1, len(messages) // 100)
