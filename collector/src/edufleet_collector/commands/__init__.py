@@ -14,7 +14,9 @@ from . import (
     ingest,
     labels,
     ledger,
+    seed,
     serve,
+    worker,
 )
 
 COMMAND_MODULES: list[ModuleType] = [
@@ -28,4 +30,6 @@ COMMAND_MODULES: list[ModuleType] = [
     ingest,
     broker,
     enroll_tokens,
+    seed,
+    worker,
 ]
