@@ -233,6 +233,28 @@ def test_import_xlsx_with_datetime_serial_and_number_cells(conn, registry):
     )
 
 
+def test_import_xlsx_reads_the_sheet_with_the_ledger_after_an_instructions_sheet(
+    conn, registry
+):
+    book = Workbook()
+    notes = book.active
+    assert notes is not None
+    notes.title = "填表说明"
+    notes.append(["请按以下格式填写：日期写成 2021-06-30"])
+    ledger = book.create_sheet("台账")
+    ledger.append(["资产编号", "设备类别", "所属学校"])
+    ledger.append(["N-1", "展台", "HK002"])
+    out = io.BytesIO()
+    book.save(out)
+
+    report = import_ledger(conn, out.getvalue(), "台账.xlsx")
+
+    assert report.ok, report.errors
+    assert [(r[0], r[2], r[6]) for r in devices(conn)] == [
+        ("N-1", "doc_camera", "HK002")
+    ]
+
+
 def test_import_reads_every_date_format(conn, registry):
     forms = [
         "2021-06-30",
@@ -324,6 +346,24 @@ def test_import_with_school_code_puts_every_row_in_that_school(conn, registry):
     assert report.ok, report.errors
     assert report.summary.rooms_created == 1
     assert {(r[6], r[7]) for r in devices(conn)} == {("HK002", "礼堂")}
+
+
+def test_import_with_school_code_ignores_the_school_column(conn, registry):
+    rows = [["资产编号", "设备类别", "所属学校"], ["B1", "功放", "SY001"]]
+    report = import_ledger(conn, csv_bytes(rows), "b.csv", school_code="HK002")
+
+    assert report.ok, report.errors
+    assert report.summary.ignored_columns == ["所属学校"]
+    assert [r[6] for r in devices(conn)] == ["HK002"]
+
+
+def test_import_without_school_column_or_code_names_both_remedies(conn, registry):
+    rows = [["资产编号", "设备类别"], ["B1", "功放"]]
+    report = assert_rejected_unchanged(conn, csv_bytes(rows))
+
+    assert errors_of(report) == [(1, None)]
+    assert "所属学校 (school) is missing" in report.errors[0].reason
+    assert "--school CODE" in report.errors[0].reason
 
 
 def test_import_moving_a_device_to_another_school_is_counted_and_drops_its_room(

@@ -36,12 +36,9 @@ from .ledger_fields import (
     parse_amount,
     parse_date,
 )
-from .ledger_read import Cell, LedgerFileError, read_ledger
+from .ledger_read import HEADER_SEARCH_ROWS, Cell, LedgerFileError, read_ledger
 
 log = logging.getLogger("edufleet.collector.registry.ledger")
-
-HEADER_SEARCH_ROWS = 20
-"""How many rows above the header a ledger may carry (titles, notes)."""
 
 TOTAL_WORDS = frozenset({"合计", "总计", "小计", "total", "sum"})
 
@@ -214,7 +211,7 @@ def import_ledger(
         ).fetchall()
     )
     try:
-        sheet = read_ledger(data, filename)
+        sheet = read_ledger(data, filename, is_header=_is_header)
         summary.file_kind, summary.encoding = sheet.kind, sheet.encoding
         raw_rows = list(sheet.rows)
     except LedgerFileError as exc:
@@ -295,6 +292,13 @@ class _Columns:
         return cells[i]
 
 
+def _is_header(cells: list[Cell]) -> bool:
+    return any(
+        (found := field_of_header(cell_text(c))) and found[0] == "asset_tag"
+        for c in cells
+    )
+
+
 def _find_header(
     raw_rows: list[tuple[int, list[Cell]]], report: ImportReport, need_school: bool
 ) -> tuple[int, _Columns] | None:
@@ -334,6 +338,10 @@ def _find_header(
             {k: i for k, (i, _) in best.items()},
             {k: headers[i] for k, (i, _) in best.items()},
         )
+        if not need_school and "school" in columns.index:
+            # The school chosen for the whole import wins over the column.
+            report.summary.ignored_columns.append(columns.header.pop("school"))
+            del columns.index["school"]
         required = ["category"] + (["school"] if need_school else [])
         missing = [k for k in required if k not in columns.index]
         for key in missing:
@@ -342,7 +350,7 @@ def _find_header(
                     line,
                     None,
                     None,
-                    _missing_column(key, list(headers.values()), need_school),
+                    _missing_column(key, list(headers.values())),
                 )
             )
         report.summary.columns = dict(columns.header)
@@ -355,12 +363,13 @@ def _find_header(
     return None
 
 
-def _missing_column(key: str, found: list[str], need_school: bool = False) -> str:
+def _missing_column(key: str, found: list[str]) -> str:
     label = FIELDS_BY_KEY[key].label
     shown = ", ".join(found) if found else "none"
     hint = (
-        "; or give the school with --school CODE"
-        if key == "school" and need_school
+        "; or choose one school for every row (--school CODE on the command "
+        "line, the school field of an upload)"
+        if key == "school"
         else ""
     )
     return (

@@ -12,8 +12,9 @@ import codecs
 import csv
 import io
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from openpyxl import load_workbook
 from openpyxl.utils.exceptions import InvalidFileException
@@ -24,6 +25,8 @@ Cell = object
 XLSX_MAGIC = b"PK\x03\x04"
 XLS_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 DELIMITERS = ",\t;"
+HEADER_SEARCH_ROWS = 20
+"""How far down a sheet the header row may sit, below titles and notes."""
 
 
 class LedgerFileError(ValueError):
@@ -43,8 +46,18 @@ class RawSheet:
     rows: Iterator[tuple[int, list[Cell]]]
 
 
-def read_ledger(data: bytes, filename: str) -> RawSheet:
-    """Open ``data`` as an xlsx workbook or a CSV file, by content first, then name."""
+def read_ledger(
+    data: bytes,
+    filename: str,
+    *,
+    is_header: Callable[[list[Cell]], bool] | None = None,
+) -> RawSheet:
+    """Open ``data`` as an xlsx workbook or a CSV file, by content first, then name.
+
+    In a workbook, the first sheet with a row near its top that ``is_header``
+    accepts is read (a ledger often follows a sheet of instructions); without
+    such a sheet, the first sheet.
+    """
     lower = filename.lower()
     if data.startswith(XLS_MAGIC) or lower.endswith(".xls"):
         raise LedgerFileError(
@@ -52,7 +65,7 @@ def read_ledger(data: bytes, filename: str) -> RawSheet:
             "supported; open it in Excel or WPS and save it as .xlsx or as CSV"
         )
     if data.startswith(XLSX_MAGIC) or lower.endswith((".xlsx", ".xlsm")):
-        return RawSheet("xlsx", None, _xlsx_rows(data, filename))
+        return RawSheet("xlsx", None, _xlsx_rows(data, filename, is_header))
     text, encoding = decode_csv(data)
     return RawSheet("csv", encoding, _csv_rows(text))
 
@@ -131,7 +144,9 @@ def _csv_rows(text: str) -> Iterator[tuple[int, list[Cell]]]:
         ) from exc
 
 
-def _xlsx_rows(data: bytes, filename: str) -> Iterator[tuple[int, list[Cell]]]:
+def _xlsx_rows(
+    data: bytes, filename: str, is_header: Callable[[list[Cell]], bool] | None
+) -> Iterator[tuple[int, list[Cell]]]:
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as exc:
@@ -140,10 +155,22 @@ def _xlsx_rows(data: bytes, filename: str) -> Iterator[tuple[int, list[Cell]]]:
             "save it again from Excel or WPS as .xlsx, or export it as CSV"
         ) from exc
     try:
-        sheet = book.worksheets[0]
-        # Some exporters write a wrong sheet size; measure the real one.
-        sheet.reset_dimensions()
-        for line, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+        sheets = list(book.worksheets)
+        if not sheets:
+            return
+        for sheet in sheets:
+            # Some exporters write a wrong sheet size; measure the real one.
+            sheet.reset_dimensions()
+        chosen = sheets[0]
+        if is_header is not None:
+            wanted = is_header  # bound here so the generator sees a callable
+            chosen = next((s for s in sheets if _has_header(s, wanted)), chosen)
+        for line, values in enumerate(chosen.iter_rows(values_only=True), start=1):
             yield line, list(values)
     finally:
         book.close()
+
+
+def _has_header(sheet: Any, is_header: Callable[[list[Cell]], bool]) -> bool:
+    top = sheet.iter_rows(max_row=HEADER_SEARCH_ROWS, values_only=True)
+    return any(is_header(list(values)) for values in top)
