@@ -10,6 +10,7 @@ SY01 with one projector and engineer 李工. Users, all with PASSWORD:
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import psycopg
 
 from edufleet_collector.settings import Settings
@@ -161,3 +163,29 @@ def web_settings(settings: Settings, tmp_path: Path, **changes: object) -> Setti
     values: dict[str, object] = {"upload_dir": str(tmp_path / "uploads")}
     values.update(changes)
     return settings.model_copy(update=values)
+
+
+_TOKEN_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_token(client: httpx.Client, path: str) -> str:
+    """The CSRF token of the form on a page (fetching it sets the cookie)."""
+    page = client.get(path)
+    found = _TOKEN_RE.search(page.text)
+    assert found, f"no form with a CSRF token on {path} ({page.status_code})"
+    return found[1]
+
+
+def log_in(client: httpx.Client, name: str, password: str = PASSWORD) -> None:
+    token = csrf_token(client, "/login")
+    answer = client.post(
+        "/login", data={"csrf_token": token, "name": name, "password": password}
+    )
+    assert answer.status_code == 303, answer.text
+
+
+def report(client: httpx.Client, code: str, **fields: str) -> httpx.Response:
+    """Send the QR report form of a label, as a teacher's phone does."""
+    data = {"csrf_token": csrf_token(client, f"/r/{code}"), "symptom": "no_picture"}
+    data.update(fields)
+    return client.post(f"/r/{code}", data=data)

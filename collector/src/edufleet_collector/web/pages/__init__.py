@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import RedirectResponse, Response
@@ -42,7 +44,8 @@ def install(app: FastAPI, settings: Settings) -> None:
 
     @app.exception_handler(auth.LoginRequired)
     async def _login_required(request: Request, exc: auth.LoginRequired) -> Response:
-        return RedirectResponse(f"/login?next={exc.next_path}", status_code=303)
+        target = "/login?" + urlencode({"next": exc.next_path})
+        return RedirectResponse(target, status_code=303)
 
     @app.exception_handler(auth.PageForbidden)
     async def _forbidden(request: Request, exc: auth.PageForbidden) -> Response:

@@ -1,8 +1,9 @@
 """The engineer's pages, made for a phone: the queue, accept, book, resolve.
 
-A ticket page opens for the engineer it is assigned to and for admins whose
-scope holds its school; anyone else gets the same 404 as for a ticket that
-does not exist.
+A ticket page opens for the engineer it is assigned to, for the other
+engineers of its school (who see the reporter's data masked) and for admins
+whose scope holds the school; anyone else gets the same 404 as for a ticket
+that does not exist.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from ...accounts import Principal
 from ...db import Conn
@@ -24,6 +25,7 @@ from ..deps import ConnDep, SettingsDep
 from ..i18n import RESOLUTION_CODES, negotiate, translator
 from .auth import EngineerDep, StaffDep, client_ip
 from .render import LOCAL_ZONE, Pages
+from .uploads import photo_path
 
 router = APIRouter(include_in_schema=False)
 
@@ -124,6 +126,30 @@ def _ticket_page(
             "mine": principal.engineer_id == ticket.engineer_id,
         },
         status_code=status_code,
+    )
+
+
+@router.get("/e/tickets/{ticket_id}/photo")
+def ticket_photo(
+    request: Request,
+    ticket_id: int,
+    principal: StaffDep,
+    conn: ConnDep,
+    settings: SettingsDep,
+) -> Response:
+    """The report's photo, for those who may see the ticket."""
+    try:
+        ticket = visible_ticket(conn, principal, ticket_id)
+    except NotFound:
+        return not_found(request)
+    photo = ticket.data.get("photo") or {}
+    path = photo_path(settings.upload_dir, str(photo.get("name", "")))
+    if path is None:
+        return not_found(request)
+    return FileResponse(
+        path,
+        media_type=str(photo.get("content_type", "application/octet-stream")),
+        headers={"Cache-Control": "private, max-age=3600"},
     )
 
 
