@@ -123,7 +123,8 @@ def build_world(conn: Conn, *, receiver_url: str = "http://127.0.0.1:9/hook") ->
     ]:
         world.engineers[name] = _one(
             conn,
-            "INSERT INTO engineers (name, region_code, skills, email, max_open_tickets) "
+            "INSERT INTO engineers "
+            "(name, region_code, skills, email, max_open_tickets) "
             "VALUES (%s, %s, %s, %s, 5) RETURNING id",
             [name, region, skills, f"{name}@example.org"],
         )

@@ -70,6 +70,8 @@ class TicketConfig:
     """This many devices of one school lost together make a network incident."""
     public_url: str = "http://127.0.0.1:8000"
     """Base of the links sent to reporters: ``{public_url}/t/<status token>``."""
+    email_engineers: bool = False
+    """Queue e-mail to engineers' addresses (needs an SMTP server)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TicketConfig:
@@ -82,6 +84,7 @@ class TicketConfig:
             outage_window=timedelta(seconds=settings.ticket_outage_window_seconds),
             outage_min_devices=settings.ticket_outage_min_devices,
             public_url=settings.public_url.rstrip("/"),
+            email_engineers=bool(settings.smtp_host),
         )
 
 

@@ -138,7 +138,7 @@ def notify_engineer(
     email = conn.execute(
         "SELECT email FROM engineers WHERE id = %s", [ticket.engineer_id]
     ).fetchone()
-    if email and email[0]:
+    if config.email_engineers and email and email[0]:
         queued += _put(
             conn,
             ticket,

@@ -299,7 +299,9 @@ def open_ticket(
         data={"source": source, "symptom": symptom, "fault_code": fault_code},
     )
     if parent_id is None:
-        ticket = _dispatch(conn, ticket, actor=SYSTEM_ACTOR, now=now, config=config)
+        ticket = dispatch_ticket(
+            conn, ticket, actor=SYSTEM_ACTOR, now=now, config=config
+        )
     else:
         add_event(
             conn,
@@ -435,7 +437,7 @@ def create_incident(
         note=description,
         data={"scope": scope, "scope_id": scope_id},
     )
-    ticket = _dispatch(conn, ticket, actor=SYSTEM_ACTOR, now=now, config=config)
+    ticket = dispatch_ticket(conn, ticket, actor=SYSTEM_ACTOR, now=now, config=config)
     return refresh_sla(conn, ticket, now)
 
 
@@ -464,7 +466,7 @@ def passed_over(conn: Conn, ticket_id: int) -> set[int]:
     return {int(r[0]) for r in rows if r[0] is not None}
 
 
-def _dispatch(
+def dispatch_ticket(
     conn: Conn,
     ticket: Ticket,
     *,
@@ -906,7 +908,7 @@ def _reopen(
             "SELECT 1 FROM engineers WHERE id = %s AND status = 'active'", [previous]
         ).fetchone()
     )
-    return _dispatch(
+    return dispatch_ticket(
         conn,
         reopened,
         actor=actor,
@@ -941,7 +943,7 @@ def _hand_back(
         note=note,
         data={"engineer_id": ticket.engineer_id},
     )
-    return _dispatch(
+    return dispatch_ticket(
         conn,
         ticket,
         actor=actor,
@@ -972,7 +974,7 @@ def _reassign(
         )
     _end_pauses(conn, ticket.id, now)
     exclude = [ticket.engineer_id] if ticket.engineer_id is not None else []
-    return _dispatch(
+    return dispatch_ticket(
         conn,
         ticket,
         actor=actor,

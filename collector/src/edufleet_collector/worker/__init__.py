@@ -1,0 +1,1 @@
+"""The background worker that ``edufleet worker`` runs."""
