@@ -574,8 +574,11 @@ def test_import_assets_command_lists_bad_rows_and_exits_one(
     assert main(["import-assets", str(path), "--dry-run"]) == 1
     out = capsys.readouterr().out
     assert "导入失败，未写入任何数据。Import failed; nothing was written." in out
-    assert "第 2 行 line 2 [金额] '-12.00': price -12.00 is negative" in out
-    assert "第 5 行 line 5 [购置日期] '明天': cannot read '明天' as a date" in out
+    assert (
+        "第 2 行 line 2 [金额] '-12.00': 金额不能为负数。price -12.00 is negative"
+    ) in out
+    assert "第 5 行 line 5 [购置日期] '明天': 日期无法识别" in out
+    assert "cannot read '明天' as a date" in out
     assert conn.execute("SELECT count(*) FROM devices").fetchone() == (0,)
 
 
@@ -680,6 +683,7 @@ def test_api_invalid_ledger_is_422_with_the_row_report(api, conn):
             "value": "-5",
             "reason": "price -5.00 is negative; amounts must be ≥ 0 "
             "(write 0 if unknown)",
+            "reason_zh": "金额不能为负数",
         }
     ]
     assert conn.execute("SELECT count(*) FROM devices").fetchone() == (0,)

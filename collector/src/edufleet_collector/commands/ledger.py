@@ -78,7 +78,7 @@ def format_report(report: ImportReport, filename: str) -> str:
             )
             column = f" [{error.column}]" if error.column else ""
             value = f" {error.value!r}" if error.value else ""
-            lines.append(f"  {where}{column}{value}: {error.reason}")
+            lines.append(f"  {where}{column}{value}: {error.reason_zh}。{error.reason}")
         return "\n".join(lines)
 
     if s.dry_run:

@@ -81,6 +81,7 @@ class RowError:
     column: str | None
     value: str | None
     reason: str
+    reason_zh: str
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -88,6 +89,7 @@ class RowError:
             "column": self.column,
             "value": self.value,
             "reason": self.reason,
+            "reason_zh": self.reason_zh,
         }
 
 
@@ -215,7 +217,7 @@ def import_ledger(
         summary.file_kind, summary.encoding = sheet.kind, sheet.encoding
         raw_rows = list(sheet.rows)
     except LedgerFileError as exc:
-        report.errors.append(RowError(exc.line, None, None, str(exc)))
+        report.errors.append(RowError(exc.line, None, None, str(exc), exc.zh))
         return report
     clock.lap("read")
 
@@ -326,6 +328,7 @@ def _find_header(
                         None,
                         f"two columns are headed {headers[i]!r} (columns "
                         f"{held[0] + 1} and {i + 1}); delete or rename one",
+                        "列名重复，请删除或改名其中一列",
                     )
                 )
             elif held is None or rank < held[1]:
@@ -351,13 +354,18 @@ def _find_header(
                     None,
                     None,
                     _missing_column(key, list(headers.values())),
+                    f"缺少必填列：{FIELDS_BY_KEY[key].label_zh}",
                 )
             )
         report.summary.columns = dict(columns.header)
         return position, columns
     report.errors.append(
         RowError(
-            None, None, None, _missing_column("asset_tag", list(first_found.values()))
+            None,
+            None,
+            None,
+            _missing_column("asset_tag", list(first_found.values())),
+            "缺少必填列：资产编号",
         )
     )
     return None
@@ -407,16 +415,18 @@ def _parse_rows(
         report.summary.rows_read += 1
         before = len(errors)
 
-        def bad(key: str, value: Cell, reason: str, line: int = line) -> None:
-            errors.append(RowError(line, header.get(key), cell_text(value), reason))
+        def bad(key: str, value: Cell, reason: str, zh: str, line: int = line) -> None:
+            errors.append(RowError(line, header.get(key), cell_text(value), reason, zh))
+
+        def bad_cell(key: str, value: Cell, exc: CellError) -> None:
+            bad(key, value, str(exc), exc.zh)
 
         if not tag:
-            bad("asset_tag", tag_cell, "asset tag is empty; every row needs one")
-        elif len(tag) > (FIELDS_BY_KEY["asset_tag"].max_length or 0):
             bad(
                 "asset_tag",
                 tag_cell,
-                f"asset tag has {len(tag)} characters; the limit is 64, shorten it",
+                "asset tag is empty; every row needs one",
+                "资产编号为空",
             )
         elif tag in first_line:
             first = first_line[tag]
@@ -425,6 +435,7 @@ def _parse_rows(
                 tag_cell,
                 f"asset tag {tag!r} also appears on line {first}; "
                 "each asset tag must appear once in the file",
+                f"资产编号重复（另见第 {first} 行）",
             )
             if tag not in repeated:
                 repeated.add(tag)
@@ -433,10 +444,15 @@ def _parse_rows(
                     tag_cell,
                     f"asset tag {tag!r} appears again on line {line}; "
                     "each asset tag must appear once in the file",
+                    f"资产编号重复（另见第 {line} 行）",
                     line=first,
                 )
         else:
             first_line[tag] = line
+            try:
+                check_length(tag, "asset_tag")
+            except CellError as exc:
+                bad_cell("asset_tag", tag_cell, exc)
 
         texts: dict[str, str] = {}
         for key in _TEXT_KEYS:
@@ -445,7 +461,7 @@ def _parse_rows(
             try:
                 texts[key] = check_length(text, key)
             except CellError as exc:
-                bad(key, value, str(exc))
+                bad_cell(key, value, exc)
 
         category = ""
         value = columns.get(cells, "category")
@@ -454,12 +470,13 @@ def _parse_rows(
                 "category",
                 value,
                 f"category is empty; use one of {', '.join(categories.codes)}",
+                "设备类别为空",
             )
         else:
             try:
                 category = categories.resolve(cell_text(value))
             except CellError as exc:
-                bad("category", value, str(exc))
+                bad_cell("category", value, exc)
 
         school_id = 0
         if fixed_school is not None:
@@ -469,7 +486,7 @@ def _parse_rows(
             try:
                 school_id = _resolve_school(schools, fold(value), scope)
             except CellError as exc:
-                bad("school", value, str(exc))
+                bad_cell("school", value, exc)
 
         room: str | None = None
         value = columns.get(cells, "room")
@@ -477,7 +494,7 @@ def _parse_rows(
             try:
                 room = check_length(fold(value), "room")
             except CellError as exc:
-                bad("room", value, str(exc))
+                bad_cell("room", value, exc)
 
         dates: dict[str, date | None] = {}
         for key in _DATE_KEYS:
@@ -487,7 +504,7 @@ def _parse_rows(
                 try:
                     dates[key] = parse_date(value)
                 except CellError as exc:
-                    bad(key, value, str(exc))
+                    bad_cell(key, value, exc)
         purchased, warranty = dates["purchase_date"], dates["warranty_until"]
         if purchased and warranty and warranty < purchased:
             bad(
@@ -495,6 +512,7 @@ def _parse_rows(
                 columns.get(cells, "warranty_until"),
                 f"warranty ends {warranty.isoformat()}, before the purchase date "
                 f"{purchased.isoformat()}; check both dates",
+                "保修截止日期早于购置日期",
             )
 
         price: Decimal | None = None
@@ -503,7 +521,7 @@ def _parse_rows(
             try:
                 price = parse_amount(value)
             except CellError as exc:
-                bad("price", value, str(exc))
+                bad_cell("price", value, exc)
 
         if len(errors) == before:
             rows.append(
@@ -538,7 +556,10 @@ def _resolve_school(
     schools: dict[str, list[_School]], text: str, scope: frozenset[int] | None
 ) -> int:
     if not text:
-        raise CellError("school is empty; give the school code or its exact name")
+        raise CellError(
+            "school is empty; give the school code or its exact name",
+            zh="所属学校为空",
+        )
     matches = schools.get(" ".join(text.split()), [])
     by_code = [s for s in matches if s.code == text]
     if by_code:
@@ -546,19 +567,22 @@ def _resolve_school(
     if not matches:
         raise CellError(
             f"unknown school {text!r}; give the school code or its exact name as "
-            "registered"
+            "registered",
+            zh="学校不存在，请填写学校代码或登记的完整校名",
         )
     if len(matches) > 1:
         codes = ", ".join(sorted(s.code for s in matches))
         raise CellError(
             f"school name {text!r} matches {len(matches)} schools ({codes}); "
-            "give the school code instead"
+            "give the school code instead",
+            zh="校名对应多所学校，请改填学校代码",
         )
     school = matches[0]
     if scope is not None and school.id not in scope:
         raise CellError(
             f"school {school.code} ({school.name}) is outside your scope; "
-            "you may only import into the schools you administer"
+            "you may only import into the schools you administer",
+            zh="该学校不在您的管理范围内",
         )
     return school.id
 
@@ -663,6 +687,7 @@ def _moves_out_of_scope(
             str(tag),
             f"asset tag {tag!r} is registered to school {code} ({name}), outside "
             "your scope; only an admin who covers both schools can move it",
+            "该设备登记在您管理范围以外的学校，不能调入",
         )
         for line, tag, code, name in found
     ]

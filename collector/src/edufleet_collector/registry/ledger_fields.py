@@ -17,7 +17,11 @@ from .ledger_read import Cell
 
 
 class CellError(ValueError):
-    """One cell cannot be used; the message is the reason shown to the user."""
+    """One cell cannot be used: the reason in English and a short one in Chinese."""
+
+    def __init__(self, message: str, *, zh: str) -> None:
+        super().__init__(message)
+        self.zh = zh
 
 
 @dataclass(frozen=True)
@@ -299,7 +303,8 @@ class CategoryMap:
             raise CellError(
                 f"unknown category {text!r}; use one of {', '.join(self.codes)} "
                 "or a Chinese name such as 台式机, 投影机, 交互平板, 中控, 展台, "
-                "音箱, 打印机, 交换机, 摄像头, 班牌"
+                "音箱, 打印机, 交换机, 摄像头, 班牌",
+                zh="设备类别无法识别，请填写允许的类别",
             )
         return code
 
@@ -356,18 +361,23 @@ def parse_date(value: Cell) -> date:
             if isinstance(exc, CellError):
                 raise
             raise CellError(
-                f"{text!r} is not a real date ({exc}); {DATE_HINT}"
+                f"{text!r} is not a real date ({exc}); {DATE_HINT}",
+                zh="日期不存在，请检查年月日",
             ) from exc
     if _SERIAL.fullmatch(text):
         return _from_serial(float(text), text)
-    raise CellError(f"cannot read {text!r} as a date; {DATE_HINT}")
+    raise CellError(
+        f"cannot read {text!r} as a date; {DATE_HINT}",
+        zh="日期无法识别，请写成 2021-06-30 或 2021年6月30日",
+    )
 
 
 def _from_serial(serial: float, shown: str) -> date:
     if not 1 <= serial <= _EXCEL_SERIAL_MAX:
         raise CellError(
             f"{shown!r} is not a date: as an Excel date number it must lie between "
-            f"1 and {_EXCEL_SERIAL_MAX}; {DATE_HINT}"
+            f"1 and {_EXCEL_SERIAL_MAX}; {DATE_HINT}",
+            zh="日期无法识别，请写成 2021-06-30 或 2021年6月30日",
         )
     return _check_year(EXCEL_EPOCH + timedelta(days=int(serial)), shown)
 
@@ -376,7 +386,8 @@ def _check_year(day: date, shown: str) -> date:
     if not EARLIEST_YEAR <= day.year <= LATEST_YEAR:
         raise CellError(
             f"{shown!r} reads as {day.isoformat()}, outside the years "
-            f"{EARLIEST_YEAR}–{LATEST_YEAR}; check the date"
+            f"{EARLIEST_YEAR}–{LATEST_YEAR}; check the date",
+            zh=f"日期年份超出 {EARLIEST_YEAR}–{LATEST_YEAR}，请检查",
         )
     return day
 
@@ -403,23 +414,30 @@ def parse_amount(value: Cell) -> Decimal:
         if not _AMOUNT.fullmatch(text):
             raise CellError(
                 f"cannot read {cell_text(value)!r} as an amount; write a number of "
-                "yuan such as 4299.00, 4,299.00 or ￥4,299.00"
+                "yuan such as 4299.00, 4,299.00 or ￥4,299.00",
+                zh="金额无法识别，请填写数字，如 4299.00",
             )
         try:
             amount = Decimal(text)
         except InvalidOperation as exc:
-            raise CellError(f"cannot read {cell_text(value)!r} as an amount") from exc
+            raise CellError(
+                f"cannot read {cell_text(value)!r} as an amount",
+                zh="金额无法识别，请填写数字，如 4299.00",
+            ) from exc
     if amount < 0:
         raise CellError(
-            f"price {amount:.2f} is negative; amounts must be ≥ 0 (write 0 if unknown)"
+            f"price {amount:.2f} is negative; amounts must be ≥ 0 (write 0 if unknown)",
+            zh="金额不能为负数",
         )
     if amount != amount.quantize(_CENT):
         raise CellError(
-            f"price {amount} has more than 2 decimal places; round it to fen (0.01)"
+            f"price {amount} has more than 2 decimal places; round it to fen (0.01)",
+            zh="金额最多保留两位小数",
         )
     if amount > PRICE_MAX:
         raise CellError(
-            f"price {amount:,.2f} exceeds the limit of {PRICE_MAX:,}; check the amount"
+            f"price {amount:,.2f} exceeds the limit of {PRICE_MAX:,}; check the amount",
+            zh="金额超出上限，请检查",
         )
     return amount.quantize(_CENT)
 
@@ -429,7 +447,8 @@ def check_length(text: str, key: str) -> str:
     if limit is not None and len(text) > limit:
         raise CellError(
             f"{FIELDS_BY_KEY[key].label_en} has {len(text)} characters; the limit is "
-            f"{limit}, shorten it"
+            f"{limit}, shorten it",
+            zh=f"{FIELDS_BY_KEY[key].label_zh}过长，最多 {limit} 个字符",
         )
     return text
 

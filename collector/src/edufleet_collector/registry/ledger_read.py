@@ -32,8 +32,9 @@ HEADER_SEARCH_ROWS = 20
 class LedgerFileError(ValueError):
     """The file as a whole cannot be read; the message says why and how to fix it."""
 
-    def __init__(self, message: str, *, line: int | None = None) -> None:
+    def __init__(self, message: str, *, zh: str, line: int | None = None) -> None:
         super().__init__(message)
+        self.zh = zh
         self.line = line
 
 
@@ -62,7 +63,8 @@ def read_ledger(
     if data.startswith(XLS_MAGIC) or lower.endswith(".xls"):
         raise LedgerFileError(
             f"{filename!r} is an old Excel 97-2003 (.xls) workbook, which is not "
-            "supported; open it in Excel or WPS and save it as .xlsx or as CSV"
+            "supported; open it in Excel or WPS and save it as .xlsx or as CSV",
+            zh="不支持旧版 .xls 文件，请另存为 .xlsx 或 CSV",
         )
     if data.startswith(XLSX_MAGIC) or lower.endswith((".xlsx", ".xlsm")):
         return RawSheet("xlsx", None, _xlsx_rows(data, filename, is_header))
@@ -103,6 +105,8 @@ def _neither_error(
         f"the file is neither UTF-8 nor GB18030 text: it reads as {encoding} up to "
         f"line {line}, where byte 0x{byte:02X} is not valid {encoding} ({other}); "
         "correct that line, or save the ledger from Excel as 'CSV UTF-8' or as .xlsx",
+        zh="文件编码无法识别（既不是 UTF-8 也不是 GB18030），"
+        "请修改该行，或另存为“CSV UTF-8”或 .xlsx",
         line=line,
     )
 
@@ -116,6 +120,7 @@ def _decode(data: bytes, encoding: str) -> str:
             f"the file starts with a {encoding} byte-order mark but byte "
             f"0x{data[exc.start]:02X} on line {line} is not valid {encoding}; "
             "save the ledger again as 'CSV UTF-8' or as .xlsx",
+            zh="文件编码错误，请另存为“CSV UTF-8”或 .xlsx",
             line=line,
         ) from exc
 
@@ -140,6 +145,7 @@ def _csv_rows(text: str) -> Iterator[tuple[int, list[Cell]]]:
         raise LedgerFileError(
             f"CSV syntax error on line {reader.line_num}: {exc}; check for a stray "
             "quote character in that line",
+            zh="CSV 格式错误，请检查该行的引号",
             line=reader.line_num,
         ) from exc
 
@@ -152,7 +158,8 @@ def _xlsx_rows(
     except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as exc:
         raise LedgerFileError(
             f"{filename!r} cannot be opened as an .xlsx workbook ({exc}); "
-            "save it again from Excel or WPS as .xlsx, or export it as CSV"
+            "save it again from Excel or WPS as .xlsx, or export it as CSV",
+            zh="无法打开该 .xlsx 文件，请重新保存或导出为 CSV",
         ) from exc
     try:
         sheets = list(book.worksheets)
