@@ -16,6 +16,7 @@ from . import (
     ledger,
     seed,
     serve,
+    simulate,
     worker,
 )
 
@@ -32,4 +33,5 @@ COMMAND_MODULES: list[ModuleType] = [
     enroll_tokens,
     seed,
     worker,
+    simulate,
 ]
