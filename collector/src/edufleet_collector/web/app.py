@@ -26,6 +26,7 @@ from .api import (
     schools,
 )
 from .api import enroll as enroll_api
+from .api import tickets as tickets_api
 from .pages import install as install_pages
 
 log = logging.getLogger("edufleet.collector.web")
@@ -85,6 +86,7 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> FastAP
     app.include_router(health.router)
     app.include_router(imports.router)
     app.include_router(enroll_api.router)
+    app.include_router(tickets_api.router)
     for module in (regions, schools, rooms, assignments, devices, engineers):
         app.include_router(module.router)
     install_pages(app, settings)
