@@ -13,6 +13,7 @@ from edufleet_agent.daemon import Agent, check, load_credentials, resolve_connec
 from edufleet_agent.enroll import enroll
 from edufleet_agent.errors import AgentError
 from edufleet_agent.probes import builtin_specs
+from edufleet_agent.rules import KNOWN_CODES
 
 log = logging.getLogger("edufleet.agent")
 
@@ -26,7 +27,7 @@ def _configure_logging(level: str) -> None:
 
 
 def _load(path: Path | None) -> Config:
-    return load_config(path or DEFAULT_CONFIG, builtin_specs())
+    return load_config(path or DEFAULT_CONFIG, builtin_specs(), rule_codes=KNOWN_CODES)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

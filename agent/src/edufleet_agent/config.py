@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -123,7 +123,11 @@ class Config:
 
 
 def load_config(
-    path: Path | None, specs: Mapping[str, AnySpec], *, text: str | None = None
+    path: Path | None,
+    specs: Mapping[str, AnySpec],
+    *,
+    text: str | None = None,
+    rule_codes: Collection[str] = (),
 ) -> Config:
     """Read and validate the config file; a missing default file means defaults.
 
@@ -147,6 +151,17 @@ def load_config(
         sections = AgentConfig.model_validate(document)
     except ValidationError as exc:
         problems.extend(_problems(exc, ()))
+
+    raw_rules = document.get("rules", {})
+    if rule_codes and isinstance(raw_rules, dict):
+        for code in raw_rules:
+            if code not in rule_codes:
+                problems.append(
+                    (
+                        ("rules", code),
+                        f"unknown rule; expected one of {sorted(rule_codes)}",
+                    )
+                )
 
     probes: dict[str, ProbeOptions] = {}
     raw_probes = document.get("probes", {})

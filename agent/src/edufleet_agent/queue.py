@@ -109,8 +109,11 @@ class Queue:
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            limit = max(256 * 1024, min(quota_bytes // 4, 4 * 1024 * 1024))
-            self._db.execute(f"PRAGMA journal_size_limit={int(limit)}")
+            # Keep the write-ahead log small beside the quota: checkpoint
+            # after a quarter of the quota, and truncate the log afterwards.
+            wal_bytes = max(64 * 1024, min(quota_bytes // 4, 4 * 1024 * 1024))
+            self._db.execute(f"PRAGMA wal_autocheckpoint={wal_bytes // 4096}")
+            self._db.execute(f"PRAGMA journal_size_limit={wal_bytes}")
             self._db.executescript(_SCHEMA)
             self._used = self._measure()
         except sqlite3.Error as exc:
