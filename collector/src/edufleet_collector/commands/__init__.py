@@ -11,6 +11,7 @@ from . import (
     db,
     demo,
     enroll_tokens,
+    grafana,
     ingest,
     labels,
     ledger,
@@ -34,4 +35,5 @@ COMMAND_MODULES: list[ModuleType] = [
     seed,
     worker,
     simulate,
+    grafana,
 ]
