@@ -215,6 +215,7 @@ def device_save(
         return _device_form(
             request, conn, principal, device, error=str(exc), status_code=422
         )
+    conn.commit()
     return RedirectResponse(f"/a/devices/{device_id}", status_code=303)
 
 
@@ -246,6 +247,7 @@ def print_labels(
     except InvalidInput as exc:
         conn.rollback()
         return _render(request, "error.html", {"error": str(exc)}, 422)
+    conn.commit()
     return Response(
         out.getvalue(),
         media_type="application/pdf",
@@ -295,6 +297,8 @@ async def import_upload(
         return _render(request, "import.html", {"report": None, "error": str(exc)}, 422)
     if not report.ok or dry_run:
         conn.rollback()
+    else:
+        conn.commit()
     return _render(
         request,
         "import.html",
@@ -390,6 +394,7 @@ def ticket_action(
     except (InvalidInput, Conflict, NotFound, ValueError) as exc:
         conn.rollback()
         return _render(request, "error.html", {"error": str(exc)}, 422)
+    conn.commit()
     return RedirectResponse("/a/tickets", status_code=303)
 
 
@@ -464,6 +469,7 @@ def new_enrollment_token(
     except EdufleetError as exc:
         conn.rollback()
         return _render(request, "error.html", {"error": str(exc)}, 422)
+    conn.commit()
     return _render(
         request,
         "school.html",

@@ -145,6 +145,7 @@ def login(
             [name, ip],
         )
         log.warning("failed login for %r from %s", name, ip)
+        conn.commit()
         return _login_page(
             request,
             error=_translate(request, "login.failed"),
@@ -166,6 +167,7 @@ def login(
         secure=request.url.scheme == "https",
     )
     log.info("user %r logged in", name)
+    conn.commit()
     return response
 
 

@@ -44,9 +44,7 @@ def visible_ticket(conn: Conn, principal: Principal, ticket_id: int) -> Ticket:
         principal.engineer_id is not None
         and ticket.engineer_id == principal.engineer_id
     )
-    if not mine and not (
-        principal.is_admin and principal.allows_school(ticket.school_id)
-    ):
+    if not mine and not principal.allows_school(ticket.school_id):
         raise NotFound(f"ticket {ticket_id} does not exist")
     return ticket
 
@@ -107,6 +105,7 @@ def _ticket_page(
         audit_personal_read(
             conn, principal, ticket_id=ticket.id, client_ip=client_ip(request)
         )
+        conn.commit()
     reporter = {
         "name": ticket.reporter_name if reveal else mask_name(ticket.reporter_name),
         "phone": ticket.reporter_phone if reveal else mask_phone(ticket.reporter_phone),
@@ -226,4 +225,5 @@ def act(
         return _ticket_page(
             request, conn, principal, ticket, error=str(exc), status_code=422
         )
+    conn.commit()
     return RedirectResponse(f"/e/tickets/{ticket.id}", status_code=303)

@@ -277,6 +277,7 @@ async def report(
         reporter_phone=form["phone"],
         photo=stored,
     )
+    conn.commit()
     return RedirectResponse(f"/t/{token}", status_code=303)
 
 
@@ -297,6 +298,7 @@ def me_too(
         ticketing.me_too(conn, ticket_id=ticket.id)
     except Conflict:
         return RedirectResponse(f"/r/{code}", status_code=303)
+    conn.commit()
     return _device_page(request, conn, settings, code, device, me_too_done=True)
 
 
@@ -339,6 +341,7 @@ def rate_from_status(
         )
     except (NotFound, Conflict):
         return message(request, "rate.title", "rate.invalid", status_code=410)
+    conn.commit()
     return RedirectResponse(f"/t/{token}", status_code=303)
 
 
@@ -388,4 +391,5 @@ def rate_by_link(
         return message(request, "rate.title", "rate.invalid", status_code=410)
     view = ticketing.ticket_view(conn, ticket_id, "zh")
     target = f"/t/{view.status_token}" if view else "/"
+    conn.commit()
     return RedirectResponse(target, status_code=303)

@@ -1,0 +1,238 @@
+"""The pages' behaviour over real HTTP against a real database."""
+
+import gzip
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from edufleet_collector.privacy import mask_name, mask_phone, purge_personal_data
+from edufleet_collector.tickets import service
+from webseed import csrf_token, log_in, report, running_server, seed_world, web_settings
+
+
+@pytest.fixture
+def web(conn, settings, tmp_path):
+    world = seed_world(conn)
+    configured = web_settings(settings, tmp_path)
+    with running_server(configured) as base:
+        yield world, base, configured
+
+
+def _client(base: str, **headers: str) -> httpx.Client:
+    return httpx.Client(base_url=base, timeout=10, headers=headers)
+
+
+def test_landing_page_is_small_over_the_wire_and_says_what_and_where(web):
+    world, base, _ = web
+    path = f"/r/{world.codes['HK01-PJ-001']}"
+    with (
+        _client(base, **{"accept-encoding": "gzip"}) as client,
+        client.stream("GET", path) as answer,
+    ):
+        wire = b"".join(answer.iter_raw())
+        encoding = answer.headers.get("content-encoding")
+    html = gzip.decompress(wire).decode()
+    assert encoding == "gzip"
+    assert len(wire) < 30 * 1024
+    assert "投影仪" in html and "海口市第一中学" in html and "高一(1)班" in html
+    assert "无画面" in html and "其他" in html
+    assert "<script" not in html
+
+
+def test_language_follows_accept_language_then_the_switch(web):
+    world, base, _ = web
+    code = world.codes["HK01-PJ-001"]
+    with _client(base, **{"accept-language": "en-US,en;q=0.9"}) as client:
+        english = client.get(f"/r/{code}")
+        switched = client.get(f"/r/{code}?lang=zh")
+        remembered = client.get(f"/r/{code}")
+    assert "Projector" in english.text and "No picture" in english.text
+    assert "投影仪" in switched.text
+    assert "投影仪" in remembered.text
+
+
+def test_teacher_reports_then_second_teacher_adds_me_too(web, conn):
+    world, base, _ = web
+    code = world.codes["HK01-PJ-001"]
+    with _client(base) as first:
+        sent = report(
+            first, code, symptom="no_picture", name="张三", phone="13812345678"
+        )
+        assert sent.status_code == 303
+        status = first.get(sent.headers["location"])
+    with _client(base) as second:
+        page = second.get(f"/r/{code}")
+        token = csrf_token(second, f"/r/{code}")
+        joined = second.post(f"/r/{code}/me-too", data={"csrf_token": token})
+
+    assert "王工" in status.text and "已派单" in status.text
+    assert "此设备已有报修在处理中" in page.text and "同样故障" in page.text
+    assert joined.status_code == 200 and "已记录" in joined.text
+    conn.rollback()
+    count, name, phone = conn.execute(
+        "SELECT me_too_count, reporter_name, reporter_phone FROM tickets"
+    ).fetchone()
+    assert (count, name, phone) == (1, "张三", "13812345678")
+    assert "13812345678" not in status.text and "张三" not in page.text
+
+
+def test_report_with_other_needs_a_description(web, conn):
+    world, base, _ = web
+    with _client(base) as teacher:
+        answer = report(teacher, world.codes["HK01-PJ-001"], symptom="other")
+    assert answer.status_code == 422
+    assert "请简单描述" in answer.text
+    conn.rollback()
+    assert conn.execute("SELECT count(*) FROM tickets").fetchone()[0] == 0
+
+
+def test_engineer_accepts_books_and_resolves_then_teacher_rates_once(web, conn):
+    world, base, _ = web
+    with _client(base) as teacher:
+        status_url = report(teacher, world.codes["HK01-PJ-001"]).headers["location"]
+    with _client(base) as engineer:
+        log_in(engineer, "eng_wang")
+        queue = engineer.get("/e")
+        token = csrf_token(engineer, "/e/tickets/1")
+        accepted = engineer.post("/e/tickets/1/accept", data={"csrf_token": token})
+        booked = engineer.post(
+            "/e/tickets/1/schedule",
+            data={"csrf_token": token, "visit_at": "2030-03-02T14:30"},
+        )
+        resolved = engineer.post(
+            "/e/tickets/1/resolve",
+            data={
+                "csrf_token": token,
+                "resolution_code": "replaced",
+                "parts": "lamp, HDMI cable",
+                "note": "new lamp",
+            },
+        )
+    with _client(base) as teacher:
+        page = teacher.get(status_url)
+        token = csrf_token(teacher, status_url)
+        rated = teacher.post(
+            status_url + "/rate",
+            data={"csrf_token": token, "stars": "5", "comment": "快"},
+        )
+        again = teacher.post(
+            status_url + "/rate", data={"csrf_token": token, "stars": "1"}
+        )
+        after = teacher.get(status_url)
+
+    assert "#1" in queue.text
+    assert [accepted.status_code, booked.status_code, resolved.status_code] == [303] * 3
+    assert "已修复" in page.text and "服务评价" in page.text
+    assert rated.status_code == 303
+    assert again.status_code == 410
+    assert "已评价：5 星" in after.text
+    conn.rollback()
+    status, visit, parts = conn.execute(
+        "SELECT status, visit_at, parts FROM tickets WHERE id = 1"
+    ).fetchone()
+    assert status == "closed"
+    assert visit == datetime(2030, 3, 2, 6, 30, tzinfo=UTC)
+    assert parts == ["lamp", "HDMI cable"]
+    stars = conn.execute("SELECT stars FROM ticket_ratings").fetchone()[0]
+    assert stars == 5
+
+
+def test_rating_link_sent_to_the_reporter_works_once(web, conn):
+    world, base, _ = web
+    with _client(base) as teacher:
+        report(teacher, world.codes["HK01-PJ-001"])
+    now = datetime.now(UTC)
+    service.transition(conn, 1, "accept", "test", "", now)
+    service.transition(conn, 1, "resolve", "test", "", now, resolution_code="fixed")
+    token = service.issue_rating_token(conn, 1, now)
+    conn.commit()
+    link = service.rating_link(service.DEFAULT_CONFIG, token)
+    path = link[link.index("/r/") :]
+
+    with _client(base) as teacher:
+        form = teacher.get(path)
+        csrf = csrf_token(teacher, path)
+        rated = teacher.post(f"/rate/{token}", data={"csrf_token": csrf, "stars": "4"})
+        reused = teacher.get(path)
+
+    assert form.status_code == 200 and "服务评价" in form.text
+    assert rated.status_code == 303
+    assert reused.status_code == 404
+
+
+def test_reporter_data_is_masked_for_other_engineers_and_reads_are_audited(web, conn):
+    world, base, _ = web
+    conn.execute(
+        "INSERT INTO school_engineers (school_id, engineer_id, role) "
+        "VALUES (%s, %s, 'backup')",
+        [world.schools["HK01"], world.engineers["li"]],
+    )
+    conn.commit()
+    with _client(base) as teacher:
+        sent = report(
+            teacher, world.codes["HK01-PJ-001"], name="张三", phone="13812345678"
+        )
+        assert sent.status_code == 303, sent.text
+    with _client(base) as backup:
+        log_in(backup, "eng_li")
+        masked = backup.get("/e/tickets/1")
+    with _client(base) as owner:
+        log_in(owner, "eng_wang")
+        shown = owner.get("/e/tickets/1")
+
+    assert "张*" in masked.text and "138****5678" in masked.text
+    assert "13812345678" not in masked.text
+    assert "张三" in shown.text and "13812345678" in shown.text
+    conn.rollback()
+    audited = conn.execute(
+        "SELECT user_id, object_id FROM audit_log WHERE action = 'read_personal_data'"
+    ).fetchall()
+    assert audited == [(world.users["eng_wang"], "1")]
+
+
+def test_masks_keep_only_a_hint_of_name_and_phone():
+    assert mask_name("张三丰") == "张**"
+    assert mask_name("") == ""
+    assert mask_phone("13812345678") == "138****5678"
+    assert mask_phone("12345") == "*****"
+
+
+def test_purge_erases_reporter_data_only_after_the_retention(conn):
+    world = seed_world(conn)
+    now = datetime.now(UTC)
+    old = service.create_ticket(
+        conn,
+        source="qr",
+        device_id=world.devices["HK01-PJ-001"],
+        actor="test",
+        now=now - timedelta(days=40),
+        symptom="no_picture",
+        reporter_name="张三",
+        reporter_phone="13812345678",
+    )
+    service.transition(conn, old.id, "cancel", "test", "dup", now - timedelta(days=39))
+    recent = service.create_ticket(
+        conn,
+        source="qr",
+        device_id=world.devices["HK01-PN-001"],
+        actor="test",
+        now=now - timedelta(days=2),
+        symptom="touch",
+        reporter_name="李四",
+        reporter_phone="13900001111",
+    )
+    service.transition(
+        conn, recent.id, "cancel", "test", "dup", now - timedelta(days=1)
+    )
+
+    purged = purge_personal_data(conn, retention_days=30, now=now)
+
+    rows = dict(
+        conn.execute(
+            "SELECT id, reporter_name || '/' || reporter_phone FROM tickets"
+        ).fetchall()
+    )
+    assert purged == 1
+    assert rows == {old.id: "/", recent.id: "李四/13900001111"}
+    assert purge_personal_data(conn, retention_days=30, now=now) == 0
