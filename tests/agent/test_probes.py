@@ -113,6 +113,7 @@ def test_tcp_check_counts_refused_as_up_and_times_latency() -> None:
         port = listener.getsockname()[1]
         assert tcp_check("127.0.0.1", port, 1.0) is not None
     assert tcp_check("127.0.0.1", port, 1.0) is not None  # refused: host answered
+    assert tcp_check("127.0.0.1", port, 1.0, refused_is_up=False) is None
 
 
 def test_status_page_needs_status_and_pattern() -> None:

@@ -40,7 +40,7 @@ class AgentSection(_Section):
     credentials_file: Path = DEFAULT_CREDENTIALS
     state_dir: Path = DEFAULT_STATE_DIR
     queue_quota_mb: Annotated[float, Field(ge=0.01, le=100_000)] = 64.0
-    interval_s: Annotated[float, Field(ge=1, le=86400)] = 60.0
+    interval_s: Annotated[float, Field(ge=0.1, le=86400)] = 60.0
     inventory_interval_s: Annotated[float, Field(ge=10, le=86400 * 7)] = 3600.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     sys_root: Path = Path("/")

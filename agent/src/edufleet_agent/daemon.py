@@ -286,14 +286,20 @@ class Agent:
             log.info("agent stopped")
 
     def _wait_for_command(self, timeout: float) -> None:
+        """Carry out commands as they arrive, for up to ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while not self._stop.is_set():
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
             try:
-                name, command, error = self._commands.get(timeout=min(remaining, 0.5))
+                if remaining <= 0:
+                    name, command, error = self._commands.get_nowait()
+                else:
+                    name, command, error = self._commands.get(
+                        timeout=min(remaining, 0.5)
+                    )
             except threadqueue.Empty:
+                if remaining <= 0:
+                    return
                 continue
             self.handle_command(name, command, error)
 

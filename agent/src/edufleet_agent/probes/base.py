@@ -28,7 +28,7 @@ class ProbeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     enabled: bool | None = None  # None: the probe's default
-    interval_s: Annotated[float, Field(ge=1, le=86400)] | None = None
+    interval_s: Annotated[float, Field(ge=0.1, le=86400)] | None = None
     timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
 
     def peripherals(self) -> list[tuple[str, str, str]]:

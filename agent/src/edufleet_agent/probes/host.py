@@ -53,13 +53,12 @@ class HostProbe:
         self.options = options
         self._skip = SKIPPED_FSTYPES | set(options.skip_fstypes)
         psutil.cpu_percent(interval=None)  # the first call only sets the baseline
-        self._since = time.monotonic()
+        self._first = True
 
     def collect(self) -> Metrics:
         # Right after the baseline the figure means nothing; measure briefly.
-        short = time.monotonic() - self._since < 0.5
-        cpu = psutil.cpu_percent(interval=0.5 if short else None)
-        self._since = time.monotonic()
+        cpu = psutil.cpu_percent(interval=0.3 if self._first else None)
+        self._first = False
         metrics: Metrics = {"host.cpu_pct": round(cpu, 1)}
         metrics.update(self._load())
         metrics.update(self._memory())

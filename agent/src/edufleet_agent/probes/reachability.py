@@ -1,8 +1,10 @@
 """The reachability probe: TCP connect time to the gateway, the collector and
 the listed peripherals.
 
-A refused connection still proves the host answered, so it counts as up; only
-a timeout or an unreachable network counts as down.
+For the gateway and the collector a refused connection still proves the host
+answered, so it counts as up; only a timeout or an unreachable network counts
+as down. A peripheral is checked on the port of the service it offers (4352
+for a PJLink projector), so there a refused connection counts as down.
 """
 
 from __future__ import annotations
@@ -54,17 +56,23 @@ class ReachabilityOptions(ProbeOptions):
         return [(t.device_id, t.kind, f"{t.host}:{t.port}") for t in self.targets]
 
 
-def tcp_check(host: str, port: int, timeout: float) -> float | None:
-    """Milliseconds until the host answered (accepted or refused), None if not."""
+def tcp_check(
+    host: str, port: int, timeout: float, *, refused_is_up: bool = True
+) -> float | None:
+    """Milliseconds until the host answered, None if it did not.
+
+    With ``refused_is_up`` a refused connection counts as an answer.
+    """
     started = time.perf_counter()
     try:
         with socket.create_connection((host, port), timeout=timeout):
             pass
-    except ConnectionRefusedError:
-        pass
     except OSError as exc:
-        if exc.errno != errno.ECONNREFUSED:
-            log.debug("%s:%d unreachable: %s", host, port, exc)
+        refused = (
+            isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED
+        )
+        if not (refused and refused_is_up):
+            log.debug("%s:%d did not answer: %s", host, port, exc)
             return None
     return round((time.perf_counter() - started) * 1000.0, 2)
 
@@ -106,7 +114,7 @@ class ReachabilityProbe:
             if latency is not None:
                 metrics[f"net.latency_ms[{name}]"] = latency
         for target in self.options.targets:
-            latency = tcp_check(target.host, target.port, timeout)
+            latency = tcp_check(target.host, target.port, timeout, refused_is_up=False)
             metrics[f"peripheral.up[{label(target.device_id)}]"] = latency is not None
             if latency is not None:
                 metrics[f"peripheral.latency_ms[{label(target.device_id)}]"] = latency
