@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 from .ledger_read import Cell
 
@@ -311,6 +312,8 @@ class CategoryMap:
 
 def cell_text(value: Cell) -> str:
     """A cell as trimmed text; whole numbers from xlsx lose their '.0'."""
+    if value.__class__ is str:
+        return " ".join(value.split())
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():
@@ -326,7 +329,8 @@ def _is_midnight(value: datetime) -> bool:
 
 def fold(value: Cell) -> str:
     """Cell text with full-width characters folded to their ASCII forms."""
-    return unicodedata.normalize("NFKC", cell_text(value)).strip()
+    text = cell_text(value)
+    return text if text.isascii() else unicodedata.normalize("NFKC", text).strip()
 
 
 EARLIEST_YEAR = 1950
@@ -350,7 +354,12 @@ def parse_date(value: Cell) -> date:
         return _check_year(value, str(value))
     if isinstance(value, int | float) and not isinstance(value, bool):
         return _from_serial(float(value), str(value))
-    text = fold(value)
+    return _parse_date_text(fold(value))
+
+
+@lru_cache(maxsize=4096)
+def _parse_date_text(text: str) -> date:
+    # Ledgers repeat dates (one purchase, many devices); errors are not cached.
     text = _TIME_SUFFIX.sub("", text).strip()
     match = _DATE_YMD.fullmatch(text) or _DATE_COMPACT.fullmatch(text)
     if match:
@@ -409,21 +418,31 @@ def parse_amount(value: Cell) -> Decimal:
         if abs(rounded - amount) < Decimal("0.000001"):
             amount = rounded
     else:
-        text = fold(value).casefold().replace(",", "").replace(" ", "")
-        text = _CURRENCY.sub("", text).strip()
-        if not _AMOUNT.fullmatch(text):
-            raise CellError(
-                f"cannot read {cell_text(value)!r} as an amount; write a number of "
-                "yuan such as 4299.00, 4,299.00 or ￥4,299.00",
-                zh="金额无法识别，请填写数字，如 4299.00",
-            )
-        try:
-            amount = Decimal(text)
-        except InvalidOperation as exc:
-            raise CellError(
-                f"cannot read {cell_text(value)!r} as an amount",
-                zh="金额无法识别，请填写数字，如 4299.00",
-            ) from exc
+        return _parse_amount_text(cell_text(value))
+    return _check_amount(amount)
+
+
+@lru_cache(maxsize=4096)
+def _parse_amount_text(shown: str) -> Decimal:
+    text = fold(shown).casefold().replace(",", "").replace(" ", "")
+    text = _CURRENCY.sub("", text).strip()
+    if not _AMOUNT.fullmatch(text):
+        raise CellError(
+            f"cannot read {shown!r} as an amount; write a number of "
+            "yuan such as 4299.00, 4,299.00 or ￥4,299.00",
+            zh="金额无法识别，请填写数字，如 4299.00",
+        )
+    try:
+        amount = Decimal(text)
+    except InvalidOperation as exc:
+        raise CellError(
+            f"cannot read {shown!r} as an amount",
+            zh="金额无法识别，请填写数字，如 4299.00",
+        ) from exc
+    return _check_amount(amount)
+
+
+def _check_amount(amount: Decimal) -> Decimal:
     if amount < 0:
         raise CellError(
             f"price {amount:.2f} is negative; amounts must be ≥ 0 (write 0 if unknown)",
