@@ -82,7 +82,7 @@ def test_bad_value_names_key_and_line(tmp_path: Path) -> None:
         load(tmp_path, text)
     assert caught.value.key == "probes.host.interval_s"
     assert caught.value.line == 13
-    assert "greater than or equal to 1" in str(caught.value)
+    assert "greater than or equal to 0.1 (got 0)" in str(caught.value)
 
 
 def test_unknown_key_and_unknown_probe_are_both_reported(tmp_path: Path) -> None:
