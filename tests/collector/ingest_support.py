@@ -160,8 +160,21 @@ class Publisher:
         self.client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
         self.client.loop_start()
 
-    def send(self, messages: list[tuple[str, bytes]], timeout: float = 30.0) -> None:
-        infos = [self.client.publish(t, p, qos=1) for t, p in messages]
+    def send(
+        self,
+        messages: list[tuple[str, bytes]],
+        timeout: float = 30.0,
+        rate: float | None = None,
+    ) -> None:
+        """Publish at QoS 1, at most ``rate`` a second, and wait for the PUBACKs."""
+        infos = []
+        started = time.monotonic()
+        for n, (topic, payload) in enumerate(messages):
+            infos.append(self.client.publish(topic, payload, qos=1))
+            if rate and n % 100 == 99:
+                ahead = started + (n + 1) / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
         deadline = time.monotonic() + timeout
         for info in infos:
             info.wait_for_publish(max(0.1, deadline - time.monotonic()))
@@ -225,7 +238,8 @@ class IngestProcess:
         self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, wait: bool = True) -> None:
+        """Start the process; by default wait until its subscriptions are in place."""
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
@@ -242,6 +256,13 @@ class IngestProcess:
             stderr=subprocess.STDOUT,
         )
         log.close()
+        if wait:
+            starts = self.log_path.read_text().count("subscribed to")
+            wait_for(
+                lambda: self.log_path.read_text().count("subscribed to") > starts,
+                timeout=20,
+                what=f"ingest {self.client_id!r} to subscribe",
+            )
 
     def kill(self) -> None:
         if self.proc is not None:

@@ -141,6 +141,7 @@ class Ingest:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     def _connect_properties(self) -> Properties:
@@ -175,6 +176,25 @@ class Ingest:
         )
         client.subscribe([(f, 1) for f in ingest_filters()])
         self._connected.set()
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reasons: list[Any],
+        properties: Any,
+    ) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            log.error(
+                "broker refused %d of the ingest subscriptions (%s); check the "
+                "ingest identity's ACL",
+                len(refused),
+                ", ".join(refused),
+            )
+        else:
+            log.info("subscribed to %d topic filters", len(reasons))
 
     def _on_disconnect(
         self,
