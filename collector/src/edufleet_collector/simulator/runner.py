@@ -29,6 +29,8 @@ from .fleet import VirtualDevice
 
 log = logging.getLogger("edufleet.collector.simulator")
 
+_MAX_ROUNDS = 200
+
 
 @dataclass(frozen=True)
 class SimulationConfig:
@@ -190,7 +192,7 @@ class Simulator:
                 )
                 heapq.heappush(schedule, (due + self.config.interval_s, gi, di))
             for group in self.groups:
-                group.publisher.step(0)
+                self._drive(group)
             if on_tick is not None and clock - last_tick >= 1.0:
                 last_tick = clock
                 on_tick(self._collect(start))
@@ -199,6 +201,20 @@ class Simulator:
 
         self._shutdown()
         return self._collect(start)
+
+    @staticmethod
+    def _drive(group: _Group) -> None:
+        """Network rounds for one connection while it has messages in hand.
+
+        One round reads at most one packet (one PUBACK), so a connection
+        carrying hundreds of devices needs several rounds per loop.
+        """
+        publisher = group.publisher
+        publisher.step(0)
+        for _ in range(_MAX_ROUNDS):
+            if not publisher.connected or len(group.outbox) == 0:
+                return
+            publisher.step(0)
 
     def _report_once(
         self,
