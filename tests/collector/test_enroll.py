@@ -422,3 +422,48 @@ def test_token_expiry_is_in_the_future(conn: Conn, school: str) -> None:
     left = (record.expires_at - datetime.now(UTC)).total_seconds()
     assert 2 * 86400 - 60 < left <= 2 * 86400
     assert record.state == "active"
+
+
+def test_agent_enrolls_and_runs_its_session_with_the_credentials(
+    api: str,
+    conn: Conn,
+    school: str,
+    dynsec_broker: DynsecBroker,
+    probes: list[MqttProbe],
+) -> None:
+    from edufleet_agent.enroll import build_request, post_enrollment
+    from edufleet_agent.publisher import Publisher
+    from edufleet_agent.queue import MemoryOutbox
+    from edufleet_protocol.models import Inventory, OsInfo
+
+    inventory = Inventory(
+        hostname="pc-agent-e2e",
+        macs=["00:1a:2b:3c:4d:5e"],
+        product_uuid="4c4c4544-0042-3510-8051-b7c04f4e3232",
+        os=OsInfo(system="Linux"),
+    )
+    request = build_request(token_for(conn), inventory, room="机房", asset_tag=None)
+    identity = post_enrollment(api, request)
+    ingest = connect(probes, dynsec_broker.url, *dynsec_broker.ingest)
+    assert not ingest.subscribe("$share/edufleet/edufleet/v1/#").is_failure
+
+    outbox = MemoryOutbox()
+    outbox.put(identity.topic_prefix + "telemetry", b'{"v":1,"samples":[]}')
+    publisher = Publisher(
+        identity.device_id,
+        url=identity.mqtt_url,
+        username=identity.username,
+        password=identity.password,
+        outbox=outbox,
+        sid="e2e-session-01",
+        birth=lambda: b'{"v":1}',
+    )
+    deadline = time.monotonic() + 10
+    while (publisher.stats.acked < 1) and time.monotonic() < deadline:
+        publisher.step(0.05)
+    publisher.shutdown(graceful=True)
+
+    assert publisher.stats.acked == 1 and publisher.stats.refused == 0
+    kinds = [m.topic.rsplit("/", 1)[-1] for m in ingest.received(0.5)]
+    assert sorted(kinds[:3]) == ["birth", "state", "telemetry"]
+    assert kinds[3:] == ["state"]  # sleeping, on the graceful stop
