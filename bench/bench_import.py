@@ -7,6 +7,7 @@ with plain INSERTs, then prints rows/s and the time of each phase for
 - the first import (every row created),
 - the same file again (every row unchanged),
 - an .xlsx ledger,
+- the peak Python memory of a dry run,
 
 and, as the baseline measured in the same run, a bare ``COPY`` of the same CSV
 file into an unindexed temporary table, with the import/COPY ratio.
@@ -21,6 +22,7 @@ import csv
 import os
 import tempfile
 import time
+import tracemalloc
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -167,6 +169,19 @@ def _baseline_copy(conn: psycopg.Connection, path: Path) -> float:
     return time.perf_counter() - start
 
 
+def _peak_memory(conn: psycopg.Connection, path: Path) -> float:
+    """Peak Python allocations (MB) of a dry run: read, parse, check and COPY."""
+    data = path.read_bytes()
+    tracemalloc.start()
+    try:
+        import_ledger(conn, data, path.name, dry_run=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    conn.commit()
+    return peak / 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
@@ -202,6 +217,11 @@ def main() -> None:
                 f"{baseline:.2f} s = {args.rows / baseline:,.0f} rows/s; "
                 f"first import / COPY = {first / baseline:.1f}x, "
                 f"re-import / COPY = {again / baseline:.1f}x"
+            )
+            peak = _peak_memory(conn, csv_path)
+            print(
+                f"memory: a dry run of the CSV peaks at {peak:.0f} MB of Python "
+                f"allocations, {peak / size:.1f}x the file size"
             )
             xlsx_time, report = _timed_import(conn, xlsx_path)
             _print_run(f"xlsx {args.xlsx_rows:,} rows, first import", xlsx_time, report)

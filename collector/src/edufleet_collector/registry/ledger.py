@@ -127,19 +127,17 @@ def import_ledger(
     try:
         sheet = read_ledger(data, filename, is_header=is_header)
         summary.file_kind, summary.encoding = sheet.kind, sheet.encoding
-        raw_rows = list(sheet.rows)
+        clock.lap("read")
+        parsed = parse_ledger(
+            sheet.rows,
+            schools=schools,
+            categories=categories,
+            fixed_school=fixed_school,
+            scope=scope,
+        )
     except LedgerFileError as exc:
         report.errors.append(RowError(exc.line, None, None, str(exc), exc.zh))
         return report
-    clock.lap("read")
-
-    parsed = parse_ledger(
-        raw_rows,
-        schools=schools,
-        categories=categories,
-        fixed_school=fixed_school,
-        scope=scope,
-    )
     summary.rows_read = parsed.rows_read
     summary.columns = parsed.columns
     summary.ignored_columns = parsed.ignored_columns

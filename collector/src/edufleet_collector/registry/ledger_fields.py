@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -472,6 +472,6 @@ def check_length(text: str, key: str) -> str:
     return text
 
 
-def header_columns(cells: list[Cell]) -> Mapping[int, str]:
+def header_columns(cells: Sequence[Cell]) -> Mapping[int, str]:
     """Column index → header text as written, for the non-empty header cells."""
     return {i: cell_text(c) for i, c in enumerate(cells) if cell_text(c)}

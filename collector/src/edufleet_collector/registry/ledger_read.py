@@ -12,7 +12,7 @@ import codecs
 import csv
 import io
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,14 +44,14 @@ class RawSheet:
 
     kind: str
     encoding: str | None
-    rows: Iterator[tuple[int, list[Cell]]]
+    rows: Iterator[tuple[int, Sequence[Cell]]]
 
 
 def read_ledger(
     data: bytes,
     filename: str,
     *,
-    is_header: Callable[[list[Cell]], bool] | None = None,
+    is_header: Callable[[Sequence[Cell]], bool] | None = None,
 ) -> RawSheet:
     """Open ``data`` as an xlsx workbook or a CSV file, by content first, then name.
 
@@ -130,17 +130,20 @@ def _line_of(data: bytes, offset: int) -> int:
 
 
 def _sniff_delimiter(text: str) -> str:
-    first = text.split("\n", 1)[0]
+    end = text.find("\n")
+    first = text if end < 0 else text[:end]
     counts = {d: first.count(d) for d in DELIMITERS}
     best = max(counts, key=lambda d: counts[d])
     return best if counts[best] else ","
 
 
-def _csv_rows(text: str) -> Iterator[tuple[int, list[Cell]]]:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(text))
+def _csv_rows(text: str) -> Iterator[tuple[int, Sequence[Cell]]]:
+    delimiter = _sniff_delimiter(text)
+    buffer = io.StringIO(text, newline="")
+    del text  # the buffer holds its own copy
+    reader = csv.reader(buffer, delimiter=delimiter)
     try:
-        for line, row in enumerate(reader, start=1):
-            yield line, list(row)
+        yield from enumerate(reader, start=1)
     except csv.Error as exc:
         raise LedgerFileError(
             f"CSV syntax error on line {reader.line_num}: {exc}; check for a stray "
@@ -151,8 +154,8 @@ def _csv_rows(text: str) -> Iterator[tuple[int, list[Cell]]]:
 
 
 def _xlsx_rows(
-    data: bytes, filename: str, is_header: Callable[[list[Cell]], bool] | None
-) -> Iterator[tuple[int, list[Cell]]]:
+    data: bytes, filename: str, is_header: Callable[[Sequence[Cell]], bool] | None
+) -> Iterator[tuple[int, Sequence[Cell]]]:
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as exc:
@@ -172,12 +175,11 @@ def _xlsx_rows(
         if is_header is not None:
             wanted = is_header  # bound here so the generator sees a callable
             chosen = next((s for s in sheets if _has_header(s, wanted)), chosen)
-        for line, values in enumerate(chosen.iter_rows(values_only=True), start=1):
-            yield line, list(values)
+        yield from enumerate(chosen.iter_rows(values_only=True), start=1)
     finally:
         book.close()
 
 
-def _has_header(sheet: Any, is_header: Callable[[list[Cell]], bool]) -> bool:
+def _has_header(sheet: Any, is_header: Callable[[Sequence[Cell]], bool]) -> bool:
     top = sheet.iter_rows(max_row=HEADER_SEARCH_ROWS, values_only=True)
-    return any(is_header(list(values)) for values in top)
+    return any(is_header(values) for values in top)

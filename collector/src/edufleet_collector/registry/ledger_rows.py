@@ -6,10 +6,11 @@ are passed in, so the checks run on literal rows in tests.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from itertools import chain, islice
 
 from .ledger_fields import (
     FIELDS,
@@ -98,14 +99,14 @@ class Columns:
         self.index = index
         self.header = header
 
-    def get(self, cells: list[Cell], key: str) -> Cell:
+    def get(self, cells: Sequence[Cell], key: str) -> Cell:
         i = self.index.get(key)
         if i is None or i >= len(cells):
             return None
         return cells[i]
 
 
-def is_header(cells: list[Cell]) -> bool:
+def is_header(cells: Sequence[Cell]) -> bool:
     """Whether a row names the asset-tag column, the one column every ledger has."""
     return any(
         (found := field_of_header(cell_text(c))) and found[0] == "asset_tag"
@@ -114,16 +115,21 @@ def is_header(cells: list[Cell]) -> bool:
 
 
 def parse_ledger(
-    raw_rows: list[tuple[int, list[Cell]]],
+    raw_rows: Iterable[tuple[int, Sequence[Cell]]],
     *,
     schools: SchoolIndex,
     categories: CategoryMap,
     fixed_school: School | None = None,
     scope: frozenset[int] | None = None,
 ) -> ParsedLedger:
-    """Check every row; ``fixed_school`` puts all rows in one school."""
+    """Check every row; ``fixed_school`` puts all rows in one school.
+
+    ``raw_rows`` is consumed once, so a large file is never held as cells.
+    """
     parsed = ParsedLedger()
-    located = _find_header(raw_rows, parsed, need_school=fixed_school is None)
+    rows = iter(raw_rows)
+    top = list(islice(rows, HEADER_SEARCH_ROWS))
+    located = _find_header(top, parsed, need_school=fixed_school is None)
     if located is None or parsed.errors:
         return parsed
     position, columns = located
@@ -136,18 +142,18 @@ def parse_ledger(
         fixed_school=fixed_school,
         scope=scope,
     )
-    for line, cells in raw_rows[position + 1 :]:
+    for line, cells in chain(top[position + 1 :], rows):
         parser.parse(line, cells)
     parsed.errors.sort(key=lambda e: e.line or 0)
     return parsed
 
 
 def _find_header(
-    raw_rows: list[tuple[int, list[Cell]]], parsed: ParsedLedger, need_school: bool
+    top: list[tuple[int, Sequence[Cell]]], parsed: ParsedLedger, need_school: bool
 ) -> tuple[int, Columns] | None:
     """Locate the header row; report missing required columns for the whole file."""
     first_found: list[str] = []
-    for position, (line, cells) in enumerate(raw_rows[:HEADER_SEARCH_ROWS]):
+    for position, (line, cells) in enumerate(top):
         headers = header_columns(cells)
         first_found = first_found or list(headers.values())
         if not is_header(cells):
@@ -263,7 +269,7 @@ class _RowParser:
     def bad_cell(self, line: int, key: str, value: Cell, exc: CellError) -> None:
         self.bad(line, key, value, str(exc), exc.zh)
 
-    def parse(self, line: int, cells: list[Cell]) -> None:
+    def parse(self, line: int, cells: Sequence[Cell]) -> None:
         columns = self.columns
         tag_cell = columns.get(cells, "asset_tag")
         tag = fold(tag_cell)
@@ -347,7 +353,7 @@ class _RowParser:
                 f"资产编号重复（另见第 {line} 行）",
             )
 
-    def _text(self, line: int, cells: list[Cell], key: str) -> str:
+    def _text(self, line: int, cells: Sequence[Cell], key: str) -> str:
         value = self.columns.get(cells, key)
         text = fold(value) if key == "serial" else cell_text(value)
         try:
@@ -391,7 +397,7 @@ class _RowParser:
             self.bad_cell(line, "room", value, exc)
             return None
 
-    def _date(self, line: int, cells: list[Cell], key: str) -> date | None:
+    def _date(self, line: int, cells: Sequence[Cell], key: str) -> date | None:
         value = self.columns.get(cells, key)
         if not cell_text(value):
             return None
@@ -411,7 +417,7 @@ class _RowParser:
             return None
 
 
-def _is_blank_or_total(cells: list[Cell], columns: Columns) -> bool:
+def _is_blank_or_total(cells: Sequence[Cell], columns: Columns) -> bool:
     """A row with nothing in the known columns, or a totals row (合计) at the end."""
     mapped = [cell_text(columns.get(cells, f.key)) for f in FIELDS]
     if not any(mapped):
