@@ -51,8 +51,13 @@ def import_assets(
     school: Annotated[str | None, Form(description="school code for every row")] = None,
     dry_run: Annotated[bool, Form(description="check and count only")] = False,
 ) -> JSONResponse:
-    """Rows may only name schools in the caller's scope; a school admin's rows
-    go to their own school unless ``school`` says otherwise."""
+    """Check an uploaded ledger and, if every row is good, import it.
+
+    The caller's scope decides what may be imported: a ``school`` outside it is
+    404, as if it did not exist; rows naming a school outside it, or moving a
+    device out of a school outside it, are row errors (422). A school admin's
+    rows go to their own school unless ``school`` says otherwise.
+    """
     data = file.file.read(MAX_UPLOAD_BYTES + 1)
     if len(data) > MAX_UPLOAD_BYTES:
         return JSONResponse(
