@@ -24,7 +24,7 @@ from ..db.migrate import storage_mode_of
 
 log = logging.getLogger("edufleet.collector.analytics")
 
-LATE_MINUTES = timedelta(minutes=10)
+LATE_MINUTES = timedelta(minutes=2)
 """How far behind the last run the minute rollup is recomputed."""
 LATE_HOURS = timedelta(hours=2)
 """How far behind the last run the hour rollup is recomputed."""

@@ -133,6 +133,11 @@ CREATE INDEX tickets_downtime_idx ON tickets (
 WHERE kind = 'device' AND status <> 'cancelled' AND merged_into IS NULL;
 
 CREATE INDEX tickets_updated_idx ON tickets (updated_at);
+-- The wall's oldest open tickets and today's fixes.
+CREATE INDEX tickets_open_reported_idx ON tickets (reported_at)
+    WHERE ticket_is_open(status) AND merged_into IS NULL;
+CREATE INDEX tickets_resolved_at_idx ON tickets (resolved_at)
+    WHERE resolved_at IS NOT NULL AND merged_into IS NULL;
 
 -- A device is down from the moment a fault is reported until it is fixed.
 -- Agent connectivity counts through the tickets ingest opens for devices that
@@ -240,7 +245,8 @@ COMMENT ON FUNCTION school_service_totals(timestamptz, timestamptz, timestamptz)
 -- cameras) around the clock. service_seconds is 0 when the window holds no
 -- service time, and availability is then NULL.
 CREATE FUNCTION device_availability(
-    p_from timestamptz, p_to timestamptz, p_now timestamptz DEFAULT now()
+    p_from timestamptz, p_to timestamptz, p_now timestamptz DEFAULT now(),
+    p_device bigint DEFAULT NULL
 ) RETURNS TABLE (device_id bigint, school_id bigint, room_id bigint, category text,
                  service_seconds double precision, down_seconds double precision,
                  availability double precision)
@@ -254,14 +260,15 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
         FROM availability_devices a
         JOIN school_service_totals(p_from, p_to, p_now) t ON t.school_id = a.school_id
         LEFT JOIN device_downtime(p_from, p_to, p_now) x ON x.device_id = a.device_id
+        WHERE p_device IS NULL OR a.device_id = p_device
     )
     SELECT f.*, CASE WHEN f.service_seconds > 0
                      THEN greatest(0, 1 - f.down_seconds / f.service_seconds) END
     FROM figures f
 $$;
-COMMENT ON FUNCTION device_availability(timestamptz, timestamptz, timestamptz) IS
-    'Availability per counted device in [from, to): 1 - down service seconds / '
-    'service seconds. Always-on categories use wall-clock time.';
+COMMENT ON FUNCTION device_availability(timestamptz, timestamptz, timestamptz, bigint) IS
+    'Availability per counted device (or the one given) in [from, to): 1 - down '
+    'service seconds / service seconds. Always-on categories use wall-clock time.';
 
 -- Availability per school in [p_from, p_to), summed over its devices without
 -- visiting every device twice: device counts per school, downtime only for
