@@ -261,23 +261,35 @@ def test_engineer_role_cannot_write(world: World) -> None:
     assert response.status_code == 403
 
 
-def test_device_filters(world: World) -> None:
+@pytest.mark.parametrize("per_school", [True, False], ids=["per-school", "filtered"])
+def test_device_filters(
+    world: World, per_school: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edufleet_collector.registry import devices
+
+    if not per_school:
+        monkeypatch.setattr(devices, "PER_SCHOOL_MAX_ROWS", 0)
+    world.device("province", "LH01", "A-0", brand="希沃/Seewo", category="panel")
     world.device("province", "XY01", "A-1", brand="希沃/Seewo", category="panel")
     world.device("province", "XY01", "A-2", serial="SN50_OFF%")
     world.device("province", "LH01", "A-3", brand="希沃/Seewo", category="panel")
     world.device("province", "SY01", "A-4", status="retired")
 
-    def tags(**params: object) -> list[str]:
-        response = world.get("province", "/api/v1/devices", **params)
+    def tags(who: str = "province", **params: object) -> list[str]:
+        response = world.get(who, "/api/v1/devices", **params)
         assert response.status_code == 200, response.text
         return [d["asset_tag"] for d in response.json()["items"]]
 
     assert tags(school="XY01") == ["A-1", "A-2"]
-    assert tags(category="panel") == ["A-1", "A-3"]
-    assert tags(category="panel", school="LH01") == ["A-3"]
-    assert tags(region="460100") == ["A-1", "A-2", "A-3"]
+    assert tags(category="panel") == ["A-0", "A-1", "A-3"]
+    assert tags(category="panel", school="LH01") == ["A-0", "A-3"]
+    assert tags(region="460100") == ["A-0", "A-1", "A-2", "A-3"]
+    assert tags(region="460100", category="panel") == ["A-0", "A-1", "A-3"]
+    assert tags(region="460106", q="seewo") == ["A-0", "A-3"]
+    assert tags("haikou", category="panel") == ["A-0", "A-1", "A-3"]
+    assert tags("haikou", region="460200") == []
     assert tags(status="retired") == ["A-4"]
-    assert tags(q="seewo") == ["A-1", "A-3"]
+    assert tags(q="seewo") == ["A-0", "A-1", "A-3"]
     assert tags(q="50_off%") == ["A-2"]
     assert tags(q="0_o") == ["A-2"]
     assert tags(q="a_1") == []
@@ -287,13 +299,17 @@ def test_device_filters(world: World) -> None:
 
 
 def test_keyset_pages_have_no_duplicates_or_gaps(world: World) -> None:
-    created = [world.device("province", "XY01", f"P-{n:02d}") for n in range(23)]
+    created = [
+        world.device("province", ("XY01", "XY02", "LH01")[n % 3], f"P-{n:02d}")
+        for n in range(23)
+    ]
+    in_xiuying = [d for n, d in enumerate(created) if n % 3 != 2]
 
     seen: list[int] = []
     after = None
     pages = 0
     while True:
-        params: dict[str, object] = {"limit": 5, "school": "XY01"}
+        params: dict[str, object] = {"limit": 5, "region": "460105"}
         if after:
             params["after"] = after
         body = world.get("province", "/api/v1/devices", **params).json()
@@ -302,8 +318,12 @@ def test_keyset_pages_have_no_duplicates_or_gaps(world: World) -> None:
         after = body["next"]
         if after is None:
             break
-    assert seen == created
-    assert pages == 5
+    assert seen == in_xiuying
+    assert pages == 4
+
+    everything = world.get("province", "/api/v1/devices", limit=500).json()
+    assert [d["id"] for d in everything["items"]] == created
+    assert everything["next"] is None
 
     bogus = world.get("province", "/api/v1/devices", after="not-a-cursor")
     assert _field_of(bogus) == "after"

@@ -106,15 +106,32 @@ class DeviceFilters:
     q: str | None = None
 
 
-_SELECT = sql.SQL(
+_COLUMNS = sql.SQL(
     """
-    SELECT d.id, d.uid, d.asset_tag, d.name, d.category, d.brand, d.model,
-           d.serial, s.code, d.room_id, r.name, d.parent_id, d.purchase_date,
-           d.price, d.warranty_until, d.status, c.code, d.created_at, d.updated_at
-    FROM devices d
+    d.id, d.uid, d.asset_tag, d.name, d.category, d.brand, d.model,
+    d.serial, s.code, d.room_id, r.name, d.parent_id, d.purchase_date,
+    d.price, d.warranty_until, d.status, c.code, d.created_at, d.updated_at
+    """
+)
+_JOINS = sql.SQL(
+    """
     JOIN schools s ON s.id = d.school_id
     LEFT JOIN rooms r ON r.id = d.room_id
     LEFT JOIN device_codes c ON c.device_id = d.id AND c.retired_at IS NULL
+    """
+)
+_SELECT = sql.SQL("SELECT {} FROM devices d {}").format(_COLUMNS, _JOINS)
+
+# Per-school top-N (see device_list_query) while it reads at most this many rows.
+PER_SCHOOL_MAX_ROWS = 20_000
+_PER_SCHOOL = sql.SQL(
+    """
+    (SELECT x.* FROM unnest(%s::bigint[]) AS sid (id)
+     CROSS JOIN LATERAL (
+         SELECT * FROM devices d WHERE d.school_id = sid.id AND {}
+         ORDER BY d.id LIMIT %s
+     ) AS x
+     ORDER BY x.id LIMIT %s)
     """
 )
 _KEYS = tuple(DevicePublic.model_fields)
@@ -126,32 +143,61 @@ def _public(row: tuple[object, ...]) -> DevicePublic:
     return DevicePublic.model_validate(dict(zip(_KEYS, row, strict=True)))
 
 
+def _school_set(
+    conn: Conn, principal: Principal, region: str | None
+) -> list[int] | None:
+    """The ids of the schools a listing is limited to, or None for every school."""
+    if region is None:
+        return None if principal.school_ids is None else sorted(principal.school_ids)
+    ensure_region_exists(conn, region, field="region")
+    where = Where().scope(principal, "id")
+    where.add("region_code IN (SELECT region_subtree(%s))", region)
+    rows = conn.execute(
+        sql.SQL("SELECT id FROM schools WHERE {} ORDER BY id").format(where.compose()),
+        where.params,
+    )
+    return [int(r[0]) for r in rows]
+
+
 def device_list_query(
     conn: Conn, principal: Principal, filters: DeviceFilters, page: Page
 ) -> tuple[sql.Composed, list[object]]:
-    """The statement that lists one page of devices, and its parameters."""
-    where = Where().scope(principal, "d.school_id").page(page, "d.id")
-    if filters.school is not None:
-        where.add(
-            "d.school_id = %s", school_id(conn, principal, filters.school, field=None)
-        )
-    if filters.region is not None:
-        ensure_region_exists(conn, filters.region, field="region")
-        where.add(
-            "d.school_id IN (SELECT id FROM schools "
-            "WHERE region_code IN (SELECT region_subtree(%s)))",
-            filters.region,
-        )
+    """The statement that lists one page of devices, and its parameters.
+
+    Device ids follow the order in which schools were registered, so the rows
+    of a set of schools may sit anywhere in the id order. For a small set the
+    page is the first rows of each school's own index range, merged; a large
+    set or a text search is filtered along the id order instead.
+    """
+    where = Where().page(page, "d.id")
     if filters.category is not None:
         where.add("d.category = %s", filters.category)
     if filters.status is not None:
         where.add("d.status = %s", filters.status)
     if filters.q:
         where.add(SEARCH_EXPRESSION + " ILIKE %s", like_pattern(filters.q))
+    limit = page.limit + 1
+
+    if filters.school is not None:
+        sid = school_id(conn, principal, filters.school, field=None)
+        where.add("d.school_id = %s", sid)
+        schools = None
+    else:
+        schools = _school_set(conn, principal, filters.region)
+    if schools is not None and (
+        filters.q or len(schools) * limit > PER_SCHOOL_MAX_ROWS
+    ):
+        where.add("d.school_id = ANY(%s)", schools)
+    elif schools is not None:
+        source = _PER_SCHOOL.format(where.compose())
+        statement = sql.SQL("SELECT {} FROM {} AS d {} ORDER BY d.id").format(
+            _COLUMNS, source, _JOINS
+        )
+        return statement, [schools, *where.params, limit, limit]
     statement = sql.SQL("{} WHERE {} ORDER BY d.id LIMIT %s").format(
         _SELECT, where.compose()
     )
-    return statement, [*where.params, page.limit + 1]
+    return statement, [*where.params, limit]
 
 
 def list_devices(

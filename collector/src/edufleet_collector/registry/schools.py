@@ -65,6 +65,28 @@ def _public(row: tuple[object, ...]) -> SchoolPublic:
     return SchoolPublic.model_validate(dict(zip(_KEYS, row, strict=True)))
 
 
+def school_list_query(
+    conn: Conn,
+    principal: Principal,
+    *,
+    page: Page,
+    region: str | None = None,
+    q: str | None = None,
+) -> tuple[sql.Composed, list[object]]:
+    """The statement that lists one page of schools, and its parameters."""
+    where = Where().scope(principal, "s.id").page(page, "s.id")
+    if region is not None:
+        ensure_region_exists(conn, region, field="region")
+        where.add("s.region_code IN (SELECT region_subtree(%s))", region)
+    if q:
+        where.add("s.name ILIKE %s", like_pattern(q))
+    statement = sql.SQL("SELECT {} FROM schools s WHERE {} ORDER BY s.id LIMIT %s")
+    return statement.format(_COLUMNS, where.compose()), [
+        *where.params,
+        page.limit + 1,
+    ]
+
+
 def list_schools(
     conn: Conn,
     principal: Principal,
@@ -74,18 +96,10 @@ def list_schools(
     q: str | None = None,
 ) -> Listing[SchoolPublic]:
     """Schools in scope, by id; ``region`` covers its whole subtree."""
-    where = Where().scope(principal, "s.id").page(page, "s.id")
-    if region is not None:
-        ensure_region_exists(conn, region, field="region")
-        where.add("s.region_code IN (SELECT region_subtree(%s))", region)
-    if q:
-        where.add("s.name ILIKE %s", like_pattern(q))
-    rows = conn.execute(
-        sql.SQL("SELECT {} FROM schools s WHERE {} ORDER BY s.id LIMIT %s").format(
-            _COLUMNS, where.compose()
-        ),
-        [*where.params, page.limit + 1],
-    ).fetchall()
+    statement, params = school_list_query(
+        conn, principal, page=page, region=region, q=q
+    )
+    rows = conn.execute(statement, params).fetchall()
     return paginate([_public(r) for r in rows], page, key=lambda s: s.id)
 
 

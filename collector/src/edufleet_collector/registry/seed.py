@@ -889,6 +889,9 @@ def seed_province(
             conn, rng, planned, engineers_per_district
         )
         summary.users = _users(conn, divisions, planned, first_engineer, password)
+        # Merge the text-search index's pending list now, so that the first
+        # searches need not scan it, and give the planner fresh statistics.
+        conn.execute("SELECT gin_clean_pending_list('devices_search_trgm_idx')")
         for table in ("schools", "rooms", "devices", "device_codes", "engineers"):
             conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
     log.info(
