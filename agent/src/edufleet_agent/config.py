@@ -32,7 +32,9 @@ Seconds = Annotated[float, Field(gt=0, le=86400 * 7)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, frozen=True, defer_build=True
+    )
 
 
 class AgentSection(_Section):
@@ -110,7 +112,9 @@ class Config:
     ) -> list[tuple[AnySpec, ProbeOptions]]:
         chosen = []
         for name, spec in specs.items():
-            options = self.probes[name]
+            options = self.probes.get(name)
+            if options is None:
+                continue
             enabled = (
                 spec.default_enabled if options.enabled is None else options.enabled
             )
@@ -175,6 +179,8 @@ def load_config(
                     )
                 )
         for name, spec in specs.items():
+            if name not in raw_probes and not spec.default_enabled:
+                continue  # off and unconfigured: nothing to validate
             raw = raw_probes.get(name, {})
             try:
                 probes[name] = spec.options.model_validate(raw)

@@ -10,7 +10,6 @@ its own thread and drains the queue to the broker.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -264,7 +263,6 @@ class Agent:
             ", ".join(self.intervals) or "none",
         )
         self.publisher.start()
-        _trim_heap()
         due = dict.fromkeys(self.intervals, time.monotonic())
         next_inventory = time.monotonic() + self.config.agent.inventory_interval_s
         try:
@@ -489,16 +487,6 @@ def identify(device_id: str, inventory: Inventory) -> dict[str, Any]:
             except OSError:
                 continue
     return {"hostname": inventory.hostname, "beeped": beeped}
-
-
-def _trim_heap() -> None:
-    """Give freed start-up memory back to the OS (glibc only)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        log.debug("malloc_trim is not available")
 
 
 def check(

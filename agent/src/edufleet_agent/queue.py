@@ -109,6 +109,7 @@ class Queue:
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA cache_size=-256")  # KiB; the agent is small
             # Keep the write-ahead log small beside the quota: checkpoint
             # after a quarter of the quota, and truncate the log afterwards.
             wal_bytes = max(64 * 1024, min(quota_bytes // 4, 4 * 1024 * 1024))

@@ -63,18 +63,23 @@ Evidence = Annotated[dict[MetricName, Scalar], Field(max_length=MAX_EVIDENCE)]
 class Payload(BaseModel):
     """Base of every payload: a version, finite numbers, unknown fields ignored."""
 
+    # defer_build: a model's validator is built on first use, so a small
+    # agent does not pay memory for the payloads it never handles.
     model_config = ConfigDict(
         extra="ignore",
         allow_inf_nan=False,
         frozen=True,
         str_max_length=4000,
+        defer_build=True,
     )
 
     v: Literal[1] = PROTOCOL_VERSION
 
 
 class _Part(BaseModel):
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(
+        extra="ignore", allow_inf_nan=False, frozen=True, defer_build=True
+    )
 
 
 # --- state -----------------------------------------------------------------
@@ -274,7 +279,11 @@ class EnrollResponse(Payload):
     """What enrollment returns; the agent keeps it in its credentials file."""
 
     device_id: DeviceId
-    mqtt_url: Annotated[str, StringConstraints(pattern=r"^mqtts?://[^\s]{1,300}$")]
+    # Unbounded repetition plus max_length: a counted repetition of a
+    # Unicode class would compile into a large automaton in pydantic-core.
+    mqtt_url: Annotated[
+        str, StringConstraints(pattern=r"^mqtts?://\S+$", max_length=300)
+    ]
     username: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     password: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     ca_pem: Annotated[str, StringConstraints(max_length=20000)] | None = None
@@ -303,16 +312,25 @@ PayloadKind = Literal[
     "enroll-response",
 ]
 
-_ADAPTERS: Final[dict[str, TypeAdapter[Any]]] = {
-    "state": TypeAdapter(StatePayload),
-    "birth": TypeAdapter(Birth),
-    "telemetry": TypeAdapter(Telemetry),
-    "event": TypeAdapter(Event),
-    "cmd": TypeAdapter(Command),
-    "cmd-result": TypeAdapter(CommandResult),
-    "enroll-request": TypeAdapter(EnrollRequest),
-    "enroll-response": TypeAdapter(EnrollResponse),
+_TARGETS: Final[dict[str, Any]] = {
+    "state": StatePayload,
+    "birth": Birth,
+    "telemetry": Telemetry,
+    "event": Event,
+    "cmd": Command,
+    "cmd-result": CommandResult,
+    "enroll-request": EnrollRequest,
+    "enroll-response": EnrollResponse,
 }
+_ADAPTERS: dict[str, TypeAdapter[Any]] = {}
+
+
+def _adapter(kind: str) -> TypeAdapter[Any] | None:
+    """The validator of one payload kind, built on first use."""
+    adapter = _ADAPTERS.get(kind)
+    if adapter is None and kind in _TARGETS:
+        adapter = _ADAPTERS[kind] = TypeAdapter(_TARGETS[kind])
+    return adapter
 
 
 def _refuse_constant(name: str) -> Any:
@@ -348,10 +366,10 @@ def parse_payload(
     ``kind`` is a topic kind (state, birth, telemetry, event, cmd, cmd-result)
     or enroll-request / enroll-response.
     """
-    adapter = _ADAPTERS.get(kind)
+    adapter = _adapter(kind)
     if adapter is None:
         raise PayloadError(
-            f"unknown payload kind {kind!r}; expected one of {sorted(_ADAPTERS)}",
+            f"unknown payload kind {kind!r}; expected one of {sorted(_TARGETS)}",
             reason="invalid",
         )
     if len(raw) > max_bytes:

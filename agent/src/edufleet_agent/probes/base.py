@@ -25,7 +25,9 @@ class Probe(Protocol):
 class ProbeOptions(BaseModel):
     """Options every probe has; a probe's own options subclass this."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, frozen=True, defer_build=True
+    )
 
     enabled: bool | None = None  # None: the probe's default
     interval_s: Annotated[float, Field(ge=0.1, le=86400)] | None = None

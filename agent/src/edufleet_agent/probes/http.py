@@ -30,10 +30,10 @@ MAX_BODY: Final = 64 * 1024
 
 
 class Page(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
-    url: Annotated[str, StringConstraints(pattern=r"^https?://\S{1,2000}$")]
+    url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2000)]
     device_id: Annotated[str, Field(pattern=DEVICE_ID_PATTERN)] | None = None
     expect_status: Annotated[int, Field(ge=100, le=599)] = 200
     expect_regex: Annotated[str, StringConstraints(max_length=500)] | None = None

@@ -271,7 +271,7 @@ def report_metrics(report: Report, who: str, rated_lamp_hours: int | None) -> Me
 
 
 class Projector(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     device_id: Annotated[str, Field(pattern=DEVICE_ID_PATTERN)]
     host: Annotated[str, StringConstraints(min_length=1, max_length=253)]

@@ -36,7 +36,7 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class Target(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     device_id: Annotated[str, Field(pattern=DEVICE_ID_PATTERN)]
     host: Host
