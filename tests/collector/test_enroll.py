@@ -467,3 +467,55 @@ def test_agent_enrolls_and_runs_its_session_with_the_credentials(
     kinds = [m.topic.rsplit("/", 1)[-1] for m in ingest.received(0.5)]
     assert sorted(kinds[:3]) == ["birth", "state", "telemetry"]
     assert kinds[3:] == ["state"]  # sleeping, on the graceful stop
+
+
+def test_device_changes_reach_the_broker(
+    api: str,
+    conn: Conn,
+    school: str,
+    dynsec_broker: DynsecBroker,
+    probes: list[MqttProbe],
+) -> None:
+    from edufleet_collector.enrollment import sync_device_identity
+    from edufleet_collector.errors import Conflict
+
+    row = conn.execute(
+        "INSERT INTO devices (asset_tag, category, school_id) "
+        "SELECT 'HK01-CTL2', 'controller', id FROM schools WHERE code = 'HK01' "
+        "RETURNING id, school_id"
+    ).fetchone()
+    assert row is not None
+    controller_pk, school_pk = row
+    conn.commit()
+    identity = EnrollResponse.model_validate(
+        enroll(api, body(token_for(conn), asset_tag="HK01-CTL2")).json()
+    )
+    controller = connect(
+        probes, dynsec_broker.url, identity.username, identity.password
+    )
+    projector = conn.execute(
+        "INSERT INTO devices (asset_tag, category, school_id, parent_id) "
+        "VALUES ('HK01-PJ2', 'projector', %s, %s) RETURNING id, uid",
+        [school_pk, controller_pk],
+    ).fetchone()
+    assert projector is not None
+    topic = f"edufleet/v1/{projector[1]}/event"
+    assert controller.publish(topic, "{}").is_failure
+
+    with pytest.raises(Conflict, match="EDUFLEET_MQTT_ADMIN_USERNAME"):
+        sync_device_identity(conn, None, int(projector[0]))  # type: ignore[arg-type]
+    with DynsecClient.from_url(dynsec_broker.url, *dynsec_broker.admin) as dynsec:
+        sync_device_identity(conn, dynsec, int(projector[0]))  # type: ignore[arg-type]
+        assert not controller.publish(topic, "{}").is_failure
+
+        conn.execute(
+            "UPDATE devices SET status = 'retired' WHERE id = %s", [controller_pk]
+        )
+        sync_device_identity(conn, dynsec, int(controller_pk))  # type: ignore[arg-type]
+        conn.commit()
+
+    retry = MqttProbe(dynsec_broker.url, identity.username, identity.password)
+    probes.append(retry)
+    assert retry.connect().is_failure
+    # A device that never enrolled needs no broker at all.
+    sync_device_identity(conn, None, int(projector[0]))  # type: ignore[arg-type]

@@ -531,3 +531,47 @@ def refresh_device_acl(conn: Conn, dynsec: DynsecClient, device_id: int) -> bool
         return False
     sync_device_role(dynsec, str(row[0]), peripherals=peripheral_uids(conn, device_id))
     return True
+
+
+def sync_device_identity(
+    conn: Conn,
+    dynsec: DynsecClient | None,
+    device_id: int,
+    *,
+    previous_parent_id: int | None = None,
+) -> None:
+    """Bring the broker in line after a device record changed.
+
+    Call it after changing a device, in the same transaction: a retired device
+    loses its login; a controller whose peripherals changed (this device was
+    attached to it, or moved away from ``previous_parent_id``) gets its
+    publishing rights re-synced. ``dynsec`` may be None on a collector without
+    enrollment; that is refused only when the broker actually has to change.
+    """
+    row = conn.execute(
+        "SELECT d.status, d.parent_id, i.device_id IS NOT NULL FROM devices d "
+        "LEFT JOIN device_identities i ON i.device_id = d.id AND i.revoked_at IS NULL "
+        "WHERE d.id = %s",
+        [device_id],
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"device {device_id} does not exist")
+    status, parent_id, enrolled = row
+    parents = {p for p in (parent_id, previous_parent_id) if p is not None}
+    enrolled_parents = conn.execute(
+        "SELECT device_id FROM device_identities "
+        "WHERE device_id = ANY(%s) AND revoked_at IS NULL",
+        [sorted(parents)],
+    ).fetchall()
+    if not enrolled and not enrolled_parents:
+        return
+    if dynsec is None:
+        raise Conflict(
+            f"device {device_id} or its controller has a broker identity that must "
+            "change; set EDUFLEET_MQTT_ADMIN_USERNAME and _PASSWORD so the "
+            "collector can reach the broker"
+        )
+    if enrolled and status == "retired":
+        revoke_device_identity(conn, dynsec, device_id)
+    for (parent,) in enrolled_parents:
+        refresh_device_acl(conn, dynsec, int(parent))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from edufleet_protocol.models import EnrollRequest, EnrollResponse
 
@@ -24,6 +24,18 @@ from ..deps import AdminDep, ConnDep, SettingsDep
 log = logging.getLogger("edufleet.collector.enrollment")
 
 router = APIRouter(prefix="/api/v1", tags=["enrollment"])
+
+
+class EnrollBody(EnrollRequest):
+    """The wire contract's request, built eagerly: FastAPI needs a built model."""
+
+    model_config = ConfigDict(defer_build=False)
+
+
+class EnrollAnswer(EnrollResponse):
+    """The wire contract's response, built eagerly for the same reason."""
+
+    model_config = ConfigDict(defer_build=False)
 
 
 class FailureLimiter:
@@ -98,6 +110,18 @@ def get_dynsec(request: Request, settings: SettingsDep) -> DynsecClient:
     return dynsec
 
 
+def get_optional_dynsec(request: Request, settings: SettingsDep) -> DynsecClient | None:
+    """The dynamic security client, or None when enrollment is not configured."""
+    if not settings.mqtt_admin_username or settings.mqtt_admin_password is None:
+        return None
+    return get_dynsec(request, settings)
+
+
+DynsecDep = Annotated[DynsecClient, Depends(get_dynsec)]
+OptionalDynsecDep = Annotated[DynsecClient | None, Depends(get_optional_dynsec)]
+"""For routes that change devices: pass it to ``enrollment.sync_device_identity``."""
+
+
 def _ca_pem(settings: Settings) -> str | None:
     if not settings.broker_ca_file:
         return None
@@ -122,13 +146,13 @@ def _ca_pem(settings: Settings) -> str | None:
 )
 def post_enroll(
     *,
-    body: EnrollRequest,
+    body: EnrollBody,
     request: Request,
     conn: ConnDep,
     settings: SettingsDep,
     limiter: Annotated[FailureLimiter, Depends(get_failure_limiter)],
-    dynsec: Annotated[DynsecClient, Depends(get_dynsec)],
-) -> EnrollResponse:
+    dynsec: DynsecDep,
+) -> EnrollAnswer:
     client = request.client.host if request.client else "unknown"
     wait = limiter.retry_after(client)
     if wait is not None:
@@ -161,7 +185,7 @@ def post_enroll(
             "the broker cannot create the device's identity right now; "
             "try again in a minute",
         ) from exc
-    return identity
+    return EnrollAnswer.model_validate(identity.model_dump())
 
 
 class TokenCreate(BaseModel):
