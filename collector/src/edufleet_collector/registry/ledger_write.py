@@ -184,6 +184,28 @@ def _changed(columns: list[str], old: str, new: str) -> sql.Composable:
     return sql.SQL("{} IS DISTINCT FROM {}").format(tuple_of(old), tuple_of(new))
 
 
+def _new_rows(*, rooms_exist: bool) -> sql.Composable:
+    """The staged rows as device columns, with the room resolved to its id.
+
+    Before the rooms are created (a dry run), a room still to be created gets
+    the id -1, so that a device moving into it counts as changed.
+    """
+    room = (
+        "r.id"
+        if rooms_exist
+        else ("CASE WHEN s.room_name IS NOT NULL THEN coalesce(r.id, -1) END")
+    )
+    return sql.SQL(
+        """
+        SELECT s.asset_tag, s.name, s.category, s.brand, s.model, s.serial,
+               s.school_id, {room} AS room_id, s.purchase_date, s.price,
+               s.warranty_until
+        FROM ledger_staging s
+        LEFT JOIN rooms r ON r.school_id = s.school_id AND r.name = s.room_name
+        """
+    ).format(room=sql.SQL(room))
+
+
 def _upsert(conn: Conn, present: set[str], counts: WriteCounts) -> None:
     counts.rooms_created = conn.execute(
         """
@@ -208,14 +230,16 @@ def _upsert(conn: Conn, present: set[str], counts: WriteCounts) -> None:
             )
         )
     assignments.append(sql.SQL("updated_at = now()"))
+    # Rows equal to their device are left out before the upsert, so that an
+    # unchanged re-import neither locks nor rewrites them.
     statement = sql.SQL(
         """
         WITH upserted AS (
             INSERT INTO devices (asset_tag, {insert_columns})
-            SELECT s.asset_tag, s.name, s.category, s.brand, s.model, s.serial,
-                   s.school_id, r.id, s.purchase_date, s.price, s.warranty_until
-            FROM ledger_staging s
-            LEFT JOIN rooms r ON r.school_id = s.school_id AND r.name = s.room_name
+            SELECT {new_columns}
+            FROM ({new_rows}) new
+            LEFT JOIN devices old USING (asset_tag)
+            WHERE old.id IS NULL OR {differs}
             ON CONFLICT (asset_tag) DO UPDATE SET {assignments}
             WHERE {changed}
             RETURNING id, asset_tag, xmax = 0 AS created
@@ -231,6 +255,11 @@ def _upsert(conn: Conn, present: set[str], counts: WriteCounts) -> None:
         """
     ).format(
         insert_columns=sql.SQL(", ").join(map(sql.Identifier, _DEVICE_COLUMNS)),
+        new_columns=sql.SQL(", ").join(
+            sql.Identifier("new", c) for c in ("asset_tag", *_DEVICE_COLUMNS)
+        ),
+        new_rows=_new_rows(rooms_exist=True),
+        differs=_changed(columns, "old", "new"),
         assignments=sql.SQL(", ").join(assignments),
         changed=_changed(columns, "devices", "excluded"),
     )
@@ -257,16 +286,12 @@ def _count_changes(conn: Conn, present: set[str], counts: WriteCounts) -> None:
         """
         SELECT count(*) FILTER (WHERE old.id IS NULL),
                count(*) FILTER (WHERE old.id IS NOT NULL AND {changed})
-        FROM (
-            SELECT s.asset_tag, s.name, s.category, s.brand, s.model, s.serial,
-                   s.school_id, s.purchase_date, s.price, s.warranty_until,
-                   CASE WHEN s.room_name IS NOT NULL THEN coalesce(r.id, -1) END
-                       AS room_id
-            FROM ledger_staging s
-            LEFT JOIN rooms r ON r.school_id = s.school_id AND r.name = s.room_name
-        ) new
+        FROM ({new_rows}) new
         LEFT JOIN devices old USING (asset_tag)
         """
-    ).format(changed=_changed(_updated_columns(present), "old", "new"))
+    ).format(
+        new_rows=_new_rows(rooms_exist=False),
+        changed=_changed(_updated_columns(present), "old", "new"),
+    )
     row = conn.execute(statement).fetchone()
     counts.created, counts.updated = (int(row[0]), int(row[1])) if row else (0, 0)
