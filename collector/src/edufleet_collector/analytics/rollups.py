@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from ..db import Conn
 from ..db.migrate import storage_mode_of
+from .watermarks import set_watermark, watermark
 
 log = logging.getLogger("edufleet.collector.analytics")
 
@@ -93,25 +94,10 @@ def _floor(moment: datetime, step: timedelta) -> datetime:
     return epoch + ((moment - epoch) // step) * step
 
 
-def _watermark(conn: Conn, name: str) -> datetime | None:
-    row = conn.execute(
-        "SELECT done_until FROM analytics_watermarks WHERE name = %s", [name]
-    ).fetchone()
-    return row[0] if row else None
-
-
-def _set_watermark(conn: Conn, name: str, moment: datetime) -> None:
-    conn.execute(
-        "INSERT INTO analytics_watermarks (name, done_until) VALUES (%s, %s) "
-        "ON CONFLICT (name) DO UPDATE SET done_until = excluded.done_until",
-        [name, moment],
-    )
-
-
 def _refresh_rollup(
     conn: Conn, table: str, sql: str, *, step: timedelta, late: timedelta, now: datetime
 ) -> int:
-    done = _watermark(conn, table) or now - FIRST_BACKFILL
+    done = watermark(conn, table) or now - FIRST_BACKFILL
     lo = _floor(min(done, now) - late, step)
     hi = _floor(now, step) + step
     conn.execute(
@@ -121,7 +107,7 @@ def _refresh_rollup(
     rows = conn.execute(sql, {"lo": lo, "hi": hi}).rowcount
     keep = KEEP_MINUTES if table == "telemetry_1m" else KEEP_HOURS
     conn.execute(f"DELETE FROM {table} WHERE bucket < %s", [now - keep])
-    _set_watermark(conn, table, now)
+    set_watermark(conn, table, now)
     return rows
 
 
@@ -148,7 +134,7 @@ def refresh_telemetry_rollups(conn: Conn, now: datetime) -> tuple[int, int]:
 
 def refresh_sla_facts(conn: Conn, now: datetime) -> int:
     """Recompute the SLA facts of changed and open tickets; returns how many."""
-    since = _watermark(conn, "ticket_sla_facts")
+    since = watermark(conn, "ticket_sla_facts")
     if since is None:
         ids = [int(r[0]) for r in conn.execute("SELECT id FROM tickets")]
     else:
@@ -186,7 +172,7 @@ def refresh_sla_facts(conn: Conn, now: datetime) -> int:
             """,
             {"now": now, "ids": ids},
         )
-    _set_watermark(conn, "ticket_sla_facts", now)
+    set_watermark(conn, "ticket_sla_facts", now)
     return len(ids)
 
 
@@ -218,7 +204,7 @@ def refresh_reliability(conn: Conn, now: datetime) -> int:
         """,
         {"start": start, "now": now},
     ).rowcount
-    _set_watermark(conn, "device_reliability", now)
+    set_watermark(conn, "device_reliability", now)
     return count
 
 
@@ -231,7 +217,7 @@ def refresh_rollups(conn: Conn, now: datetime) -> RollupReport:
         else:
             report.skipped.append("telemetry (continuous aggregates)")
         report.sla_facts = refresh_sla_facts(conn, now)
-        last = _watermark(conn, "device_reliability")
+        last = watermark(conn, "device_reliability")
         if last is None or now - last >= RELIABILITY_EVERY:
             report.reliability = refresh_reliability(conn, now)
     log.debug(

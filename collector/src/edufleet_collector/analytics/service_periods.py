@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from ..calendar_store import load_calendar, school_calendar_id
 from ..calendars import Calendar
 from ..db import Conn
+from .watermarks import set_watermark
 
 log = logging.getLogger("edufleet.collector.analytics")
 
@@ -155,6 +156,7 @@ def refresh_service_periods(
             conn.execute("DELETE FROM service_periods WHERE calendar_key = %s", [key])
             conn.execute("DELETE FROM service_calendars WHERE calendar_key = %s", [key])
         _write_school_keys(conn, keys)
+        set_watermark(conn, "service_periods", now)
         report.calendars = len(wanted)
         report.schools = len(keys)
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from ..analytics import run_due_analytics
 from ..backoff import Backoff
 from ..db.partitions import maintain_telemetry
 from ..notify.outbox import DEFAULT_BACKOFF, DeliveryReport, Sender, deliver_due
@@ -99,6 +100,11 @@ class Worker:
             report.upkeep = self.upkeep()
         except psycopg.Error as exc:
             log.error("telemetry partition upkeep failed: %s", exc)
+        try:
+            with self.pool.connection() as conn:
+                run_due_analytics(conn, self.clock())
+        except psycopg.Error as exc:
+            log.error("analytics refresh failed: %s", exc)
         return report
 
     def fire_timers(self) -> FiringReport:
