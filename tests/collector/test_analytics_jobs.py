@@ -21,7 +21,8 @@ NOW = datetime(2026, 3, 2, 10, 0, 30, tzinfo=UTC)
 @pytest.fixture
 def device(conn: psycopg.Connection) -> int:
     conn.execute(
-        "INSERT INTO regions (code, name_zh, level) VALUES ('460000', '海南', 'province')"
+        "INSERT INTO regions (code, name_zh, level) "
+        "VALUES ('460000', '海南', 'province')"
     )
     row = conn.execute(
         "INSERT INTO schools (code, name, region_code) VALUES ('S', 'S', '460000') "
