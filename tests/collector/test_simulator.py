@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -202,6 +203,21 @@ def test_simulator_stops_when_asked(mqtt_url: str) -> None:
 
     assert 0.7 < report.elapsed_s < 5
     assert report.telemetry >= 3
+
+
+def test_simulator_runs_in_the_background(mqtt_url: str) -> None:
+    probe = subscribe_all(mqtt_url, (None, None))
+    simulator = Simulator(fleet(4), SimulationConfig(mqtt_url=mqtt_url, interval_s=0.2))
+    simulator.start()
+    time.sleep(0.8)
+
+    try:
+        report = simulator.join()
+    finally:
+        probe.close()
+
+    assert report.telemetry >= 4
+    assert report.acked == report.sent > 0
 
 
 def test_cli_registers_and_runs_a_small_fleet(

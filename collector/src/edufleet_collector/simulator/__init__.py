@@ -5,6 +5,13 @@ For demos, drills and benchmarks::
     devices = register_fleet(conn, schools=50, devices_per_school=100)
     conn.commit()
     report = Simulator(devices, SimulationConfig(mqtt_url=url)).run()
+
+or in the background, while a demo or a drill does something else::
+
+    simulator = Simulator(devices, SimulationConfig(mqtt_url=url))
+    simulator.start()
+    ...
+    report = simulator.join()
 """
 
 from .fleet import VirtualDevice, lesson_load

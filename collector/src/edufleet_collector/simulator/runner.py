@@ -60,6 +60,8 @@ class SimulationReport:
     sent: int = 0
     acked: int = 0
     refused: int = 0
+    unrouted: int = 0
+    """Held back because the broker had no subscriber (ingest not running)."""
     dropped: int = 0
     faults_opened: int = 0
     faults_cleared: int = 0
@@ -79,6 +81,7 @@ class SimulationReport:
             f"({self.faults_opened} opened, {self.faults_cleared} cleared), "
             f"{self.births} births, {self.states} states; broker acknowledged "
             f"{self.acked} of {self.sent} sent, refused {self.refused}, "
+            f"held for want of a subscriber {self.unrouted}, "
             f"dropped before sending {self.dropped}"
         )
 
@@ -116,6 +119,8 @@ class Simulator:
             interval_s=config.interval_s,
         )
         self.stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._final: SimulationReport | None = None
 
     def _group(self, members: list[VirtualDevice]) -> _Group:
         owner = members[0]
@@ -136,6 +141,26 @@ class Simulator:
 
     def stop(self) -> None:
         self.stop_event.set()
+
+    def start(self) -> None:
+        """Run in a background thread; ``join()`` stops it and returns the report."""
+        if self._thread is not None:
+            raise RuntimeError("simulator already started")
+        self._thread = threading.Thread(
+            target=self._run_in_thread, name="simulator", daemon=True
+        )
+        self._thread.start()
+
+    def join(self, timeout: float = 60.0) -> SimulationReport:
+        """Stop a simulator started with ``start()`` and wait for its last words."""
+        self.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        return self._final or self.report
+
+    def _run_in_thread(self) -> None:
+        self._final = self.run()
 
     def run(
         self, *, on_tick: Callable[[SimulationReport], None] | None = None
@@ -250,6 +275,7 @@ class Simulator:
         report.sent = sum(g.publisher.stats.sent for g in self.groups)
         report.acked = sum(g.publisher.stats.acked for g in self.groups)
         report.refused = sum(g.publisher.stats.refused for g in self.groups)
+        report.unrouted = sum(g.publisher.stats.unrouted for g in self.groups)
         report.dropped = sum(g.outbox.dropped for g in self.groups)
         report.connected = sum(g.publisher.connected for g in self.groups)
         report.faults_opened = sum(d.opened for d in self.devices)
