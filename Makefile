@@ -46,6 +46,13 @@ bench-import: venv
 bench-registry: venv
 	$(SERVICES) run -- $(BIN)/python bench/bench_registry.py
 
+.PHONY: bench-simulator
+bench-simulator: venv
+	$(SERVICES) run -- $(BIN)/python bench/bench_simulator.py
+
+bench-agent: venv
+	$(SERVICES) run -- $(BIN)/python bench/bench_agent_footprint.py
+
 bench: bench-import bench-registry
 
 clean:

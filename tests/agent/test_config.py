@@ -127,3 +127,12 @@ def test_override_of_unknown_rule_is_refused(tmp_path: Path) -> None:
         load_config(path, builtin_specs(), rule_codes=KNOWN_CODES)
     assert caught.value.key == "rules.DISK_FUL"
     assert caught.value.line == 4
+
+
+def test_shipped_example_config_is_valid() -> None:
+    from edufleet_agent.rules import KNOWN_CODES
+
+    example = Path(__file__).resolve().parents[2] / "agent" / "agent.example.toml"
+    config = load_config(example, builtin_specs(), rule_codes=KNOWN_CODES)
+    assert config.rules["DISK_FULL"].for_s == 300
+    assert config.probes["pjlink"].projectors[0].rated_lamp_hours == 5000  # type: ignore[attr-defined]

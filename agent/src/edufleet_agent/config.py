@@ -12,7 +12,9 @@ only knows the sections of the agent itself.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import tomllib
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -24,8 +26,13 @@ from edufleet_agent.errors import ConfigError
 from edufleet_agent.probes.base import AnySpec, ProbeOptions
 from edufleet_protocol.topics import DEVICE_ID_PATTERN
 
-DEFAULT_CONFIG = Path("/etc/edufleet/agent.toml")
-DEFAULT_STATE_DIR = Path("/var/lib/edufleet")
+if sys.platform == "win32":
+    _DATA = Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "edufleet"
+    DEFAULT_CONFIG = _DATA / "agent.toml"
+    DEFAULT_STATE_DIR = _DATA
+else:
+    DEFAULT_CONFIG = Path("/etc/edufleet/agent.toml")
+    DEFAULT_STATE_DIR = Path("/var/lib/edufleet")
 DEFAULT_CREDENTIALS = DEFAULT_STATE_DIR / "agent.json"
 
 Seconds = Annotated[float, Field(gt=0, le=86400 * 7)]

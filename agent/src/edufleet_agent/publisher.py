@@ -35,6 +35,11 @@ What it does on the wire:
 * sends queued messages with QoS 1, at most ``settings.inflight`` at a time;
   a message is acknowledged to the outbox (and so leaves the queue) only when
   its PUBACK arrived;
+* treats a PUBACK saying "no matching subscribers" as not delivered: nobody
+  consumes the topic yet (after a broker restart the collector's shared
+  subscription returns only when ingest reconnects), so it holds the outbox
+  for a backed-off moment and then sends again, in order, what is still
+  unacknowledged;
 * reconnects through one ``Backoff`` (exponential, full jitter, capped);
 * on a graceful stop publishes ``state = sleeping``, drains the outbox for a
   moment, and sends a normal DISCONNECT, which cancels the will.
@@ -72,6 +77,9 @@ from edufleet_protocol.models import (
 
 log = logging.getLogger("edufleet.agent.mqtt")
 
+NO_MATCHING_SUBSCRIBERS = 0x10
+"""PUBACK reason code: accepted, but no subscription matched (MQTT 5, 3.4.2.1)."""
+
 CommandHandler = Callable[[str, Command | None, ProtocolError | None], None]
 
 
@@ -94,6 +102,7 @@ class PublisherStats:
     sent: int = 0
     acked: int = 0
     refused: int = 0
+    unrouted: int = 0
     commands: int = 0
 
 
@@ -150,6 +159,11 @@ class Publisher:
         self._graceful = True
         self._thread: threading.Thread | None = None
         self._rebirth = threading.Event()
+        # Set when the broker answered "no matching subscribers": nothing will
+        # be taken from the outbox until ``_hold_until`` passes.
+        self._unrouted = False
+        self._hold_until = 0.0
+        self.unrouted_backoff = Backoff(initial_s=0.5, cap_s=30.0)
 
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -331,6 +345,12 @@ class Publisher:
     def _pump(self) -> int:
         with self._lock:
             room = self.settings.inflight - len(self._inflight)
+            if self._unrouted:
+                if self._inflight or time.monotonic() < self._hold_until:
+                    return 0
+                # Offer again, in order, everything not acknowledged yet.
+                self._unrouted = False
+                self.outbox.rewind()
         if room <= 0:
             return 0
         items = self.outbox.take(room)
@@ -407,6 +427,25 @@ class Publisher:
             item = self._inflight.pop(mid, None)
         if item is None:
             return
+        if reason_code.value == NO_MATCHING_SUBSCRIBERS and not item.retain:
+            # Nobody consumes the topic yet (the collector's subscription is
+            # not back after a broker restart, say). The message would be
+            # lost, so it stays in the outbox and is sent again later.
+            self.stats.unrouted += 1
+            with self._lock:
+                if not self._unrouted:
+                    self._unrouted = True
+                    self._hold_until = (
+                        time.monotonic() + self.unrouted_backoff.next_delay()
+                    )
+                    log.warning(
+                        "device %r: no subscriber for %r yet; holding the queue",
+                        self.device_id,
+                        item.topic,
+                    )
+            return
+        if not reason_code.is_failure:
+            self.unrouted_backoff.reset()
         if reason_code.is_failure:
             self.stats.refused += 1
             log.warning(
