@@ -1,4 +1,4 @@
-"""PROTOCOL.md stays true to the models: every example validates, every model is named."""
+"""PROTOCOL.md stays true to the models: examples validate, every model is named."""
 
 from __future__ import annotations
 
