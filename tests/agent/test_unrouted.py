@@ -16,9 +16,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edufleet_agent.publisher import Publisher, PublisherSettings
 from edufleet_agent.queue import MemoryOutbox
+from procs import MosquittoProcess
 
 
-def test_publisher_holds_unrouted_messages_until_a_subscriber_appears(mqtt_url):
+def test_publisher_holds_unrouted_messages_until_a_subscriber_appears(tmp_path):
+    # A broker of its own: a subscription left by another test would route
+    # the messages and hide what is tested here.
+    broker = MosquittoProcess(tmp_path / "broker")
+    broker.start()
+    mqtt_url = broker.url
     device = f"unrouted-{int(time.time() * 1000) % 10**9}"
     outbox = MemoryOutbox()
     publisher = Publisher(
@@ -61,3 +67,4 @@ def test_publisher_holds_unrouted_messages_until_a_subscriber_appears(mqtt_url):
         assert got == sorted(got), "messages were resent out of order"
     finally:
         publisher.stop(graceful=False)
+        broker.stop()
