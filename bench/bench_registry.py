@@ -39,7 +39,7 @@ from edufleet_collector.db.migrate import migrate
 from edufleet_collector.registry.devices import DeviceFilters, device_list_query
 from edufleet_collector.registry.pagination import Page, encode_cursor
 from edufleet_collector.registry.schools import school_list_query
-from edufleet_collector.registry.seed import seed_province
+from edufleet_collector.registry.seed import seed_province, vacuum_registry
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 TARGET_P99_MS = 50.0
@@ -195,6 +195,7 @@ def main() -> int:
                 devices_per_school=args.devices_per_school,
             )
             seeded = time.perf_counter() - started
+            vacuum_registry(conn)
             token = create_token(conn, user_name="province-admin", label="bench")
             bureau = create_token(conn, user_name="bureau-460100", label="bench")
             conn.commit()

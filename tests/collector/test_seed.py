@@ -154,3 +154,22 @@ def test_chinese_numbers_for_school_names() -> None:
         "一百一十",
         "九百九十九",
     ]
+
+
+def test_seed_command_prints_logins_and_skips_when_asked(  # type: ignore[no-untyped-def]
+    settings, conn, capsys
+) -> None:
+    from edufleet_collector.cli import main
+
+    args = ["seed", "--schools", "3", "--devices-per-school", "4", "--cities", "2"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "schools 3, rooms" in printed
+    assert "devices 12 (QR codes 12)" in printed
+    assert "province-admin" in printed
+
+    assert main([*args, "--if-empty"]) == 0
+    assert "seed skipped" in capsys.readouterr().out
+    assert main(args) == 2
+    assert "already holds 3 schools" in capsys.readouterr().err
+    assert _count(conn, "SELECT count(*) FROM devices") == 12

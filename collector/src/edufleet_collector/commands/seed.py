@@ -6,7 +6,13 @@ import argparse
 import os
 import time
 
-from ..registry.seed import DEMO_PASSWORD, SeedSummary, registry_counts, seed_province
+from ..registry.seed import (
+    DEMO_PASSWORD,
+    SeedSummary,
+    registry_counts,
+    seed_province,
+    vacuum_registry,
+)
 from .common import connect, start
 
 
@@ -76,6 +82,8 @@ def run_seed(args: argparse.Namespace) -> int:
             engineers_per_district=args.engineers_per_district,
             password=args.password,
         )
+        conn.commit()
+        vacuum_registry(conn)
     print(describe(summary))
     print(f"seeded in {time.perf_counter() - started:.1f} s")
     return 0

@@ -126,12 +126,12 @@ _SELECT = sql.SQL("SELECT {} FROM devices d {}").format(_COLUMNS, _JOINS)
 PER_SCHOOL_MAX_ROWS = 20_000
 _PER_SCHOOL = sql.SQL(
     """
-    (SELECT x.* FROM unnest(%s::bigint[]) AS sid (id)
+    (SELECT x.id FROM unnest(%s::bigint[]) AS sid (id)
      CROSS JOIN LATERAL (
-         SELECT * FROM devices d WHERE d.school_id = sid.id AND {}
+         SELECT d.id FROM devices d WHERE d.school_id = sid.id AND {}
          ORDER BY d.id LIMIT %s
      ) AS x
-     ORDER BY x.id LIMIT %s)
+     ORDER BY x.id LIMIT %s) AS p
     """
 )
 _KEYS = tuple(DevicePublic.model_fields)
@@ -167,7 +167,9 @@ def device_list_query(
     Device ids follow the order in which schools were registered, so the rows
     of a set of schools may sit anywhere in the id order. For a small set the
     page is the first rows of each school's own index range, merged; a large
-    set or a text search is filtered along the id order instead.
+    set or a text search is filtered along the id order instead. The
+    per-school step reads ids only, from the (school_id, id) and
+    (school_id, category, id) indexes.
     """
     where = Where().page(page, "d.id")
     if filters.category is not None:
@@ -190,9 +192,9 @@ def device_list_query(
         where.add("d.school_id = ANY(%s)", schools)
     elif schools is not None:
         source = _PER_SCHOOL.format(where.compose())
-        statement = sql.SQL("SELECT {} FROM {} AS d {} ORDER BY d.id").format(
-            _COLUMNS, source, _JOINS
-        )
+        statement = sql.SQL(
+            "SELECT {} FROM {} JOIN devices d ON d.id = p.id {} ORDER BY d.id"
+        ).format(_COLUMNS, source, _JOINS)
         return statement, [schools, *where.params, limit, limit]
     statement = sql.SQL("{} WHERE {} ORDER BY d.id LIMIT %s").format(
         _SELECT, where.compose()
