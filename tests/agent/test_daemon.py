@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from agent_support import validate
+
 from edufleet_agent.config import load_config
 from edufleet_agent.daemon import Agent, Connection
 from edufleet_agent.probes import builtin_specs
