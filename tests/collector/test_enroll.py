@@ -519,3 +519,21 @@ def test_device_changes_reach_the_broker(
     assert retry.connect().is_failure
     # A device that never enrolled needs no broker at all.
     sync_device_identity(conn, None, int(projector[0]))  # type: ignore[arg-type]
+
+
+def test_production_refuses_to_hand_out_a_plain_broker_url(
+    serve,  # type: ignore[no-untyped-def]
+    conn: Conn,
+    school: str,
+) -> None:
+    api = serve(
+        environment="production",
+        secret_key=SecretStr("p" * 48),
+        broker_public_url=None,
+    )
+
+    response = enroll(api, body(token_for(conn)))
+
+    assert response.status_code == 503
+    assert "EDUFLEET_BROKER_PUBLIC_URL" in response.json()["detail"]
+    assert conn.execute("SELECT uses FROM enrollment_tokens").fetchone() == (0,)

@@ -153,6 +153,13 @@ def post_enroll(
     limiter: Annotated[FailureLimiter, Depends(get_failure_limiter)],
     dynsec: DynsecDep,
 ) -> EnrollAnswer:
+    broker_url = settings.broker_public_url or settings.mqtt_url
+    if settings.environment == "production" and not broker_url.startswith("mqtts://"):
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "enrollment is not configured on this collector: set "
+            "EDUFLEET_BROKER_PUBLIC_URL to the broker's mqtts:// address for agents",
+        )
     client = request.client.host if request.client else "unknown"
     wait = limiter.retry_after(client)
     if wait is not None:
@@ -166,7 +173,7 @@ def post_enroll(
             conn,
             dynsec,
             body,
-            broker_url=settings.broker_public_url or settings.mqtt_url,
+            broker_url=broker_url,
             ca_pem=_ca_pem(settings),
         )
         # Commit before answering: the agent stores these credentials as final.
