@@ -63,7 +63,13 @@ class Recorder:
     """A test subscriber that keeps every message it receives, in order."""
 
     def __init__(
-        self, url: str, topic_filter: str, *, session: str | None = None
+        self,
+        url: str,
+        topic_filter: str,
+        *,
+        session: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         parts = urlsplit(url)
         self.messages: list[Received] = []
@@ -79,6 +85,8 @@ class Recorder:
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *args: self._subscribed.set()
         self.client.reconnect_delay_set(0.1, 0.5)
+        if username is not None:
+            self.client.username_pw_set(username, password)
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = 300 if session else 0
         self.client.connect(

@@ -2,7 +2,8 @@
 
 ``POST {url}/api/v1/enroll`` with an ``EnrollRequest``; the ``EnrollResponse``
 is saved to the credentials file with mode 0600. TLS is verified, against
-``--ca`` when given, else the system's trust store.
+``--ca`` when given, else the system's trust store; plain HTTP is refused
+except to a collector on the loopback interface.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import os
 import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -31,6 +33,7 @@ log = logging.getLogger("edufleet.agent.enroll")
 
 ENROLL_PATH = "/api/v1/enroll"
 MAX_RESPONSE = 64 * 1024
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def build_request(
@@ -55,8 +58,13 @@ def post_enrollment(
 ) -> EnrollResponse:
     """Send the request and return the collector's answer; raise EnrollError."""
     endpoint = url.rstrip("/") + ENROLL_PATH
-    if not endpoint.startswith(("https://", "http://")):
-        raise EnrollError(f"enrollment URL {url!r} must start with https://")
+    parts = urllib.parse.urlsplit(endpoint)
+    plain_ok = parts.scheme == "http" and parts.hostname in LOOPBACK
+    if parts.scheme != "https" and not plain_ok:
+        raise EnrollError(
+            f"enrollment URL {url!r} must start with https:// (plain http is "
+            "accepted only for a collector on this machine)"
+        )
     context = None
     if endpoint.startswith("https://"):
         context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
