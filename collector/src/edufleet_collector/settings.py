@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     )
     ingest_device_cache_seconds: float = Field(default=300.0, gt=0)
     ingest_session_expiry_seconds: int = Field(default=86_400, ge=60)
+    ingest_last_seen_resolution_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="a device's last_seen is rewritten at most this often",
+    )
     silence_factor: float = Field(
         default=3.0,
         ge=1.0,

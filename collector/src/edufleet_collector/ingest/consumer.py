@@ -116,6 +116,7 @@ class Ingest:
             calendars=self.calendars,
             devices_by_id=self._devices_by_id,
             config=self.ticket_config,
+            seen_resolution=settings.ingest_last_seen_resolution_seconds,
         )
         self._by_id: dict[int, Device] = {}
         self.client = self._make_client()
@@ -308,6 +309,7 @@ class Ingest:
             if isinstance(exc, psycopg.OperationalError):
                 self._drop_connection()
             raise
+        self.writer.committed(result)
         committed = time.time()
         metrics.commit_seconds.observe(time.monotonic() - started)
         for kind, count in batch.kinds.items():
@@ -405,6 +407,7 @@ class Ingest:
                         default_interval=settings.silence_default_interval_seconds,
                         calendars=calendars,
                         config=self.ticket_config,
+                        slack=settings.ingest_last_seen_resolution_seconds,
                     )
             except psycopg.Error as exc:
                 log.warning("silence check skipped, will retry: %s", exc)

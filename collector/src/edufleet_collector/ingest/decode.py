@@ -11,7 +11,9 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+from pydantic import ValidationError
 
 from edufleet_protocol.errors import ProtocolError
 from edufleet_protocol.models import (
@@ -195,9 +197,7 @@ class Decoder:
             return
 
         try:
-            payload = parse_payload(
-                kind, message.payload, max_bytes=self.limits.max_payload_bytes
-            )
+            payload = self._parse(kind, message.payload)
         except ProtocolError as exc:
             self._reject(
                 batch,
@@ -230,6 +230,22 @@ class Decoder:
             batch.births.append(BirthRecord(device, payload, message.at))
         elif isinstance(payload, FaultEvent):
             self._fault(batch, message, uid, device, event=payload, devices=devices)
+
+    def _parse(self, kind: str, raw: bytes) -> Any:
+        """The protocol's model of ``raw``, or ProtocolError with its reason code.
+
+        Telemetry, nearly all of the traffic, first goes straight through the
+        model's JSON validator, which refuses exactly what ``parse_payload``
+        refuses but several times faster; only a refusal takes the slower
+        path, which names the reason.
+        """
+        limit = self.limits.max_payload_bytes
+        if kind == "telemetry" and len(raw) <= limit:
+            try:
+                return Telemetry.model_validate_json(raw)
+            except ValidationError:
+                pass
+        return parse_payload(kind, raw, max_bytes=limit)
 
     def _clock(
         self,

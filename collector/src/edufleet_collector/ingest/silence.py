@@ -42,10 +42,13 @@ def detect_silence(
     default_interval: float,
     calendars: CalendarCache,
     config: TicketConfig = DEFAULT_CONFIG,
+    slack: float = 0.0,
 ) -> SilenceReport:
     """Mark silent devices and report the faulty ones; run inside a transaction.
 
-    Returns ``ran=False`` when another process holds the detector's lock.
+    ``slack`` is how far a stored last_seen may lag behind the last message
+    (ingest rewrites it at most that often). Returns ``ran=False`` when another
+    process holds the detector's lock.
     Rows that a concurrent batch is writing are skipped: that device is
     talking right now.
     """
@@ -60,8 +63,8 @@ def detect_silence(
         WITH candidates AS (
             SELECT device_id FROM device_state
             WHERE state = 'online'
-              AND last_seen < %(now)s - make_interval(
-                  secs => %(factor)s * COALESCE(report_interval_seconds, %(default)s))
+              AND last_seen < %(now)s - make_interval(secs => %(slack)s
+                  + %(factor)s * COALESCE(report_interval_seconds, %(default)s))
             ORDER BY device_id
             FOR UPDATE SKIP LOCKED
         )
@@ -72,7 +75,7 @@ def detect_silence(
           AND d.status IN ('in_service', 'under_repair')
         RETURNING s.device_id, s.last_seen, d.school_id, k.always_on
         """,
-        {"now": now, "factor": factor, "default": default_interval},
+        {"now": now, "factor": factor, "default": default_interval, "slack": slack},
     ).fetchall()
 
     report = SilenceReport(ran=True)

@@ -47,6 +47,7 @@ class WriteResult:
     lost_faults: list[int] = field(default_factory=list)
     recovered: list[int] = field(default_factory=list)
     staged: bool = False
+    seen_written: dict[int, float] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
 
 
@@ -106,9 +107,8 @@ def write_rejections(conn: Conn, rejections: list[Rejection]) -> None:
             )
 
 
-def _record_seen(conn: Conn, batch: Batch) -> list[int]:
-    """Upsert last_seen; return devices that came back from silence or unknown."""
-    ids = sorted(batch.seen)
+def _record_seen(conn: Conn, ids: list[int], batch: Batch) -> list[int]:
+    """Upsert last_seen of ``ids``; return those back from silence or unknown."""
     if not ids:
         return []
     seen = [_ts(batch.seen[i]) for i in ids]
@@ -315,17 +315,41 @@ class Writer:
         calendars: CalendarCache,
         devices_by_id: Callable[[], dict[int, Device]],
         config: TicketConfig,
+        seen_resolution: float = 0.0,
     ) -> None:
         self.calendars = calendars
         self.devices_by_id = devices_by_id
         self.config = config
+        self.seen_resolution = seen_resolution
+        self._seen_written: dict[int, float] = {}
+
+    def _seen_due(self, batch: Batch) -> list[int]:
+        """Devices whose stored last_seen is older than the resolution allows.
+
+        A device reporting every second need not rewrite its row every
+        second; the silence detector allows for the lag.
+        """
+        written = self._seen_written
+        resolution = self.seen_resolution
+        return sorted(
+            device_id
+            for device_id, at in batch.seen.items()
+            if at - written.get(device_id, 0.0) >= resolution
+        )
+
+    def committed(self, result: WriteResult) -> None:
+        """Note what a committed batch wrote, for the next batches."""
+        for device_id, at in result.seen_written.items():
+            self._seen_written[device_id] = at
 
     def write(self, conn: Conn, batch: Batch) -> WriteResult:
         result = WriteResult()
         result.samples, result.staged = write_telemetry(conn, batch.copy_lines)
         result.duplicates = len(batch.copy_lines) - result.samples
 
-        returned = _record_seen(conn, batch)
+        due = self._seen_due(batch)
+        returned = _record_seen(conn, due, batch)
+        result.seen_written = {device_id: batch.seen[device_id] for device_id in due}
         lost, back = _record_states(conn, batch)
         _record_clocks(conn, batch)
         changes = _record_births(conn, batch)
