@@ -98,6 +98,7 @@ class VirtualDevice:
     device_id: str
     kind: Kind = "pc"
     peripheral: str | None = None
+    serial: str | None = None
     seed: int = 0
     sid: str = field(default_factory=lambda: secrets.token_hex(8))
     seq: int = 0
@@ -137,7 +138,7 @@ class VirtualDevice:
             ram_bytes=self._ram,
             disks=[Disk(device="/dev/sda1", mount="/", total_bytes=256 * GIB)],
             macs=[mac],
-            serial=f"SIM{number:012d}",
+            serial=self.serial or f"SIM{number:012d}",
             os=OsInfo(system="Linux", release="6.1.0", distribution="UOS 20"),
         )
         peripherals = (

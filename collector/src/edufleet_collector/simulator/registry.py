@@ -114,7 +114,8 @@ def load_fleet(conn: Conn, *, limit: int) -> list[VirtualDevice]:
         """
         SELECT d.uid, d.category,
             (SELECT p.uid FROM devices p WHERE p.parent_id = d.id
-               AND p.status <> 'retired' ORDER BY p.id LIMIT 1)
+               AND p.status <> 'retired' ORDER BY p.id LIMIT 1),
+            d.serial
         FROM devices d
         WHERE d.status = 'in_service' AND d.category = ANY(%s)
         ORDER BY d.id LIMIT %s
@@ -126,6 +127,8 @@ def load_fleet(conn: Conn, *, limit: int) -> list[VirtualDevice]:
             str(uid),
             kind="controller" if category == "controller" else "pc",
             peripheral=str(peripheral) if peripheral else None,
+            # The asset record's serial, so the first birth matches it.
+            serial=str(serial) if serial else None,
         )
-        for uid, category, peripheral in rows
+        for uid, category, peripheral, serial in rows
     ]
