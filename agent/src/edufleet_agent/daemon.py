@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import queue as threadqueue
 import secrets
 import signal
@@ -520,5 +519,4 @@ def check(
             }
             for o in outcomes
         },
-        "pid": os.getpid(),
     }

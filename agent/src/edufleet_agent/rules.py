@@ -147,10 +147,10 @@ class Instance:
     """What a rule remembers about one metric key of one subject."""
 
     open: bool = False
-    pending_since: float | None = None
-    pending_count: int = 0
-    clearing_since: float | None = None
-    clearing_count: int = 0
+    # The run of readings on the way to the other state (opening when
+    # closed, clearing when open); reset by a reading on the way back.
+    streak_since: float | None = None
+    streak_count: int = 0
     opened_at: float | None = None
 
     def dumps(self) -> str:
@@ -246,32 +246,28 @@ class RuleEngine:
     def _step(
         self, rule: Rule, inst: Instance, value: float, now: float
     ) -> Literal["opened", "cleared"] | None:
-        if not inst.open:
-            if rule.breaches(value):
-                inst.pending_count += 1
-                if inst.pending_since is None:
-                    inst.pending_since = now
-                held = now - inst.pending_since
-                if inst.pending_count >= rule.for_count and held >= rule.for_s:
-                    inst.open, inst.opened_at = True, now
-                    inst.pending_since, inst.pending_count = None, 0
-                    return "opened"
-            elif rule.recovered(value):
-                inst.pending_since, inst.pending_count = None, 0
+        if inst.open:
+            toward, back = rule.recovered(value), rule.breaches(value)
+            need_s, need_count = rule.clear_for_s, rule.clear_count
+        else:
+            toward, back = rule.breaches(value), rule.recovered(value)
+            need_s, need_count = rule.for_s, rule.for_count
+        if back:
+            inst.streak_since, inst.streak_count = None, 0
+            return None
+        if not toward:
+            return None  # between the two thresholds: nothing changes
+
+        if inst.streak_since is None:
+            inst.streak_since = now
+        inst.streak_count += 1
+        if inst.streak_count < need_count or now - inst.streak_since < need_s:
             return None
 
-        if rule.recovered(value):
-            inst.clearing_count += 1
-            if inst.clearing_since is None:
-                inst.clearing_since = now
-            held = now - inst.clearing_since
-            if inst.clearing_count >= rule.clear_count and held >= rule.clear_for_s:
-                inst.open, inst.opened_at = False, None
-                inst.clearing_since, inst.clearing_count = None, 0
-                return "cleared"
-        elif rule.breaches(value):
-            inst.clearing_since, inst.clearing_count = None, 0
-        return None
+        inst.open = not inst.open
+        inst.opened_at = now if inst.open else None
+        inst.streak_since, inst.streak_count = None, 0
+        return "opened" if inst.open else "cleared"
 
     def _describe(
         self,
