@@ -6,6 +6,8 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..calendar_store import CalendarCache
+
 if TYPE_CHECKING:
     from ..settings import Settings
 
@@ -72,6 +74,8 @@ class TicketConfig:
     """Base of the links sent to reporters: ``{public_url}/t/<status token>``."""
     email_engineers: bool = False
     """Queue e-mail to engineers' addresses (needs an SMTP server)."""
+    calendars: CalendarCache | None = field(default=None, compare=False)
+    """A cache of school calendars for the SLA clocks; None loads them each time."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TicketConfig:
@@ -85,6 +89,7 @@ class TicketConfig:
             outage_min_devices=settings.ticket_outage_min_devices,
             public_url=settings.public_url.rstrip("/"),
             email_engineers=bool(settings.smtp_host),
+            calendars=CalendarCache(),
         )
 
 

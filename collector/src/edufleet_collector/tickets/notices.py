@@ -36,13 +36,15 @@ class Context:
     room_name: str
     device_label: str
     engineer_name: str
+    engineer_email: str
 
 
 def _context(conn: Conn, ticket: Ticket) -> Context:
     row = conn.execute(
         """
         SELECT s.name, s.region_code, COALESCE(r.name, ''),
-               COALESCE(NULLIF(d.name, ''), d.asset_tag, ''), COALESCE(e.name, '')
+               COALESCE(NULLIF(d.name, ''), d.asset_tag, ''), COALESCE(e.name, ''),
+               COALESCE(e.email, '')
         FROM schools s
         LEFT JOIN rooms r ON r.id = %(room)s
         LEFT JOIN devices d ON d.id = %(device)s
@@ -135,17 +137,14 @@ def notify_engineer(
     )
     payload = _payload(ticket, ctx, event, subject, None)
     queued = 0
-    email = conn.execute(
-        "SELECT email FROM engineers WHERE id = %s", [ticket.engineer_id]
-    ).fetchone()
-    if config.email_engineers and email and email[0]:
+    if config.email_engineers and ctx.engineer_email:
         queued += _put(
             conn,
             ticket,
             event=event,
             event_id=event_id,
             kind="email",
-            target=str(email[0]),
+            target=ctx.engineer_email,
             channel_id=None,
             recipient=ctx.engineer_name,
             subject=subject,

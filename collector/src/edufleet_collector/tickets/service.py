@@ -312,7 +312,9 @@ def open_ticket(
             note=f"part of network incident #{parent_id}; not dispatched by itself",
             data={"parent_id": parent_id},
         )
-    return CreateOutcome(refresh_sla(conn, ticket, now), created=True)
+    return CreateOutcome(
+        refresh_sla(conn, ticket, now, calendars=config.calendars), created=True
+    )
 
 
 def create_ticket(
@@ -438,7 +440,7 @@ def create_incident(
         data={"scope": scope, "scope_id": scope_id},
     )
     ticket = dispatch_ticket(conn, ticket, actor=SYSTEM_ACTOR, now=now, config=config)
-    return refresh_sla(conn, ticket, now)
+    return refresh_sla(conn, ticket, now, calendars=config.calendars)
 
 
 # Dispatch ------------------------------------------------------------------
@@ -509,7 +511,8 @@ def dispatch_ticket(
         considered = decision.considered
     if note:
         reason = f"{note}; {reason}"
-    cancel_timers(conn, ticket.id, now, ["accept_timeout", "redispatch"])
+    if ticket.dispatch_rule is not None:
+        cancel_timers(conn, ticket.id, now, ["accept_timeout", "redispatch"])
 
     if engineer_id is None:
         updated = update_ticket(
@@ -637,7 +640,7 @@ def transition(  # noqa: PLR0917 - the positional form is the published interfac
     updated = handler(
         conn, ticket, actor=actor, note=note, now=now, config=config, data=data
     )
-    return refresh_sla(conn, updated, now)
+    return refresh_sla(conn, updated, now, calendars=config.calendars)
 
 
 def _move(
@@ -1269,7 +1272,7 @@ def _settle_followers(
             },
             data={"parent_id": ticket.id},
         )
-        refresh_sla(conn, moved, now)
+        refresh_sla(conn, moved, now, calendars=config.calendars)
 
 
 # Queues and views ------------------------------------------------------------

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from psycopg.types.json import Jsonb
 
-from ..calendar_store import load_school_calendar
+from ..calendar_store import CalendarCache, load_school_calendar
 from ..calendars import Calendar
 from ..db import Conn
 from ..errors import NotFound
@@ -115,21 +115,29 @@ def policy_for(conn: Conn, school_id: int, priority: str) -> SlaPolicy:
     )
 
 
-def load_pauses(conn: Conn, ticket_id: int, now: datetime) -> list[Interval]:
-    """The ticket's pauses as intervals; an open one lasts to its planned end or now."""
+def load_pauses(
+    conn: Conn, ticket_id: int, now: datetime
+) -> tuple[list[Interval], bool]:
+    """The ticket's pauses as intervals, and whether one is in force at ``now``.
+
+    An open pause lasts until its planned end (a visit) or until now.
+    """
     rows = conn.execute(
         "SELECT started_at, ends_at, ended_at FROM ticket_pauses "
         "WHERE ticket_id = %s ORDER BY started_at",
         [ticket_id],
     ).fetchall()
     found = []
+    paused_now = False
     for started, planned, ended in rows:
+        if ended is None and (planned is None or planned > now):
+            paused_now = True
         end = ended if ended is not None else now
         if planned is not None:
             end = min(end, planned)
         if end > started:
             found.append((started, end))
-    return found
+    return found, paused_now
 
 
 def open_intervals(
@@ -289,24 +297,28 @@ def compute_figures(
 
 
 def figures_for(
-    conn: Conn, ticket: Ticket, now: datetime, calendar: Calendar | None = None
+    conn: Conn,
+    ticket: Ticket,
+    now: datetime,
+    *,
+    calendars: CalendarCache | None = None,
 ) -> SlaFigures:
-    paused_open = conn.execute(
-        "SELECT 1 FROM ticket_pauses WHERE ticket_id = %s AND ended_at IS NULL "
-        "AND (ends_at IS NULL OR ends_at > %s)",
-        [ticket.id, now],
-    ).fetchone()
-    figures = compute_figures(
+    """The ticket's SLA figures as of ``now``; ``calendars`` saves reloading them."""
+    pauses, paused_now = load_pauses(conn, ticket.id, now)
+    if calendars is not None:
+        calendar = calendars.get(conn, ticket.school_id)
+    else:
+        calendar = load_school_calendar(conn, ticket.school_id)
+    return compute_figures(
         events=list_events(conn, ticket.id),
-        pauses=load_pauses(conn, ticket.id, now),
+        pauses=pauses,
         reported_at=ticket.reported_at,
         status=ticket.status,
         policy=policy_for(conn, ticket.school_id, ticket.priority),
-        calendar=calendar or load_school_calendar(conn, ticket.school_id),
+        calendar=calendar,
         now=now,
-        paused_now=paused_open is not None,
+        paused_now=paused_now,
     )
-    return figures
 
 
 def sla_figures(conn: Conn, ticket_id: int, now: datetime) -> SlaFigures:
@@ -314,9 +326,15 @@ def sla_figures(conn: Conn, ticket_id: int, now: datetime) -> SlaFigures:
     return figures_for(conn, load_ticket(conn, ticket_id), now)
 
 
-def refresh_sla(conn: Conn, ticket: Ticket, now: datetime) -> Ticket:
+def refresh_sla(
+    conn: Conn,
+    ticket: Ticket,
+    now: datetime,
+    *,
+    calendars: CalendarCache | None = None,
+) -> Ticket:
     """Store the ticket's SLA figures on its row and re-arm its SLA timers."""
-    figures = figures_for(conn, ticket, now)
+    figures = figures_for(conn, ticket, now, calendars=calendars)
     response, resolution = figures.response, figures.resolution
     updated = update_ticket(
         conn,
@@ -345,15 +363,21 @@ def refresh_sla(conn: Conn, ticket: Ticket, now: datetime) -> Ticket:
 def arm_sla_timers(
     conn: Conn, ticket: Ticket, figures: SlaFigures, now: datetime
 ) -> None:
-    """Set each SLA timer to the clock's next warning or breach, or cancel it."""
-    fired = {
-        str(r[0])
-        for r in conn.execute(
-            "SELECT DISTINCT kind FROM ticket_timers "
-            "WHERE ticket_id = %s AND fired_at IS NOT NULL AND kind = ANY(%s)",
-            [ticket.id, list(SLA_TIMER_KINDS)],
-        )
-    }
+    """Set each SLA timer to the clock's next warning or breach, or cancel it.
+
+    A kind that has fired once for the ticket is not armed again.
+    """
+    pending: dict[str, datetime] = {}
+    fired: set[str] = set()
+    for kind, due_at, has_fired in conn.execute(
+        "SELECT kind, due_at, fired_at IS NOT NULL FROM ticket_timers "
+        "WHERE ticket_id = %s AND kind = ANY(%s) AND cancelled_at IS NULL",
+        [ticket.id, list(SLA_TIMER_KINDS)],
+    ):
+        if has_fired:
+            fired.add(str(kind))
+        else:
+            pending[str(kind)] = due_at
     response, resolution = figures.response, figures.resolution
     wanted: dict[str, datetime | None] = {
         "response_warn": response.warn_at if response.running else None,
@@ -363,15 +387,30 @@ def arm_sla_timers(
     }
     if ticket.parent_id is not None or ticket.merged_into is not None:
         wanted = dict.fromkeys(wanted)
-    for kind, due in wanted.items():
-        if due is None or kind in fired:
-            conn.execute(
-                "UPDATE ticket_timers SET cancelled_at = %s WHERE ticket_id = %s "
-                "AND kind = %s AND fired_at IS NULL AND cancelled_at IS NULL",
-                [now, ticket.id, kind],
-            )
-            continue
-        set_timer(conn, ticket.id, kind, due, now)
+    cancel = [
+        kind
+        for kind, due in wanted.items()
+        if kind in pending and (due is None or kind in fired)
+    ]
+    arm = [
+        (kind, due)
+        for kind, due in wanted.items()
+        if due is not None and kind not in fired and pending.get(kind) != due
+    ]
+    if cancel:
+        cancel_timers(conn, ticket.id, now, cancel)
+    if arm:
+        conn.execute(
+            """
+            INSERT INTO ticket_timers (ticket_id, kind, due_at, created_at)
+            SELECT %s, kind, due_at, %s
+            FROM unnest(%s::text[], %s::timestamptz[]) AS w(kind, due_at)
+            ON CONFLICT (ticket_id, kind)
+                WHERE fired_at IS NULL AND cancelled_at IS NULL
+            DO UPDATE SET due_at = EXCLUDED.due_at
+            """,
+            [ticket.id, now, [k for k, _ in arm], [d for _, d in arm]],
+        )
 
 
 def set_timer(

@@ -156,7 +156,7 @@ def _accept_timeout(
         now=now,
         config=config,
     )
-    refresh_sla(conn, updated, now)
+    refresh_sla(conn, updated, now, calendars=config.calendars)
     return True
 
 
@@ -170,7 +170,7 @@ def _redispatch(
     updated = dispatch_ticket(
         conn, ticket, actor=SYSTEM_ACTOR, now=now, config=config, note="retry"
     )
-    refresh_sla(conn, updated, now)
+    refresh_sla(conn, updated, now, calendars=config.calendars)
     return updated.status == "dispatched"
 
 
@@ -178,7 +178,7 @@ def _sla(
     conn: Conn, ticket: Ticket, timer: Timer, now: datetime, config: TicketConfig
 ) -> bool:
     clock_name, stage = timer.kind.split("_")
-    figures = figures_for(conn, ticket, now)
+    figures = figures_for(conn, ticket, now, calendars=config.calendars)
     clock = figures.response if clock_name == "response" else figures.resolution
     due = clock.warn_at if stage == "warn" else clock.due_at
     if not clock.running or due is None or due > now:
@@ -187,7 +187,7 @@ def _sla(
             "UPDATE ticket_timers SET fired_at = NULL, fired_by = NULL WHERE id = %s",
             [timer.id],
         )
-        refresh_sla(conn, ticket, now)
+        refresh_sla(conn, ticket, now, calendars=config.calendars)
         return False
     percent = round(100 * clock.used_ratio)
     target_hours = clock.target_seconds / 3600
@@ -213,7 +213,7 @@ def _sla(
     notices.notify_supervisors(
         conn, ticket, event_id=event_id, event=kind, note=note, now=now, config=config
     )
-    refresh_sla(conn, ticket, now)
+    refresh_sla(conn, ticket, now, calendars=config.calendars)
     return True
 
 

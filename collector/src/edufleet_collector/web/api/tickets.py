@@ -22,7 +22,7 @@ from ...errors import NotFound
 from ...tickets import service
 from ...tickets.model import Ticket, TicketConfig
 from ...tickets.sla import sla_figures
-from ..deps import ConnDep, PrincipalDep, SettingsDep
+from ..deps import ConnDep, PrincipalDep
 
 router = APIRouter(prefix="/api/v1", tags=["tickets"])
 
@@ -34,6 +34,18 @@ def get_now(request: Request) -> datetime:
 
 
 NowDep = Annotated[datetime, Depends(get_now)]
+
+
+def get_ticket_config(request: Request) -> TicketConfig:
+    """The ticket rules from the settings, built once per app with a calendar cache."""
+    config: TicketConfig | None = getattr(request.app.state, "ticket_config", None)
+    if config is None:
+        config = TicketConfig.from_settings(request.app.state.settings)
+        request.app.state.ticket_config = config
+    return config
+
+
+ConfigDep = Annotated[TicketConfig, Depends(get_ticket_config)]
 
 ADMIN_ACTIONS = {"cancel", "reopen", "change_priority", "merge"}
 PATH_ACTIONS = {
@@ -150,7 +162,7 @@ def create_ticket(
     body: TicketCreate,
     conn: ConnDep,
     principal: PrincipalDep,
-    settings: SettingsDep,
+    config: ConfigDep,
     now: NowDep,
 ) -> dict[str, Any]:
     device_id = _resolve_device(conn, body)
@@ -170,7 +182,7 @@ def create_ticket(
         priority=body.priority,
         actor=f"user:{principal.name}",
         now=now,
-        config=TicketConfig.from_settings(settings),
+        config=config,
     )
     out = ticket_json(outcome.ticket)
     out["created"] = outcome.created
@@ -272,7 +284,7 @@ def act(
     action: str,
     conn: ConnDep,
     principal: PrincipalDep,
-    settings: SettingsDep,
+    config: ConfigDep,
     now: NowDep,
     body: ActionBody | None = None,
 ) -> dict[str, Any]:
@@ -313,7 +325,7 @@ def act(
         f"user:{principal.name}",
         body.note,
         now,
-        config=TicketConfig.from_settings(settings),
+        config=config,
         **data,
     )
     return ticket_json(updated)
@@ -331,7 +343,7 @@ def my_queue(conn: ConnDep, principal: PrincipalDep, now: NowDep) -> dict[str, A
 
 @router.post("/ratings/{token}", summary="Rate a resolved ticket with a rating link")
 def post_rating(
-    token: str, body: RatingBody, conn: ConnDep, settings: SettingsDep, now: NowDep
+    token: str, body: RatingBody, conn: ConnDep, config: ConfigDep, now: NowDep
 ) -> dict[str, Any]:
     ticket = service.rate(
         conn,
@@ -339,6 +351,6 @@ def post_rating(
         body.stars,
         body.comment,
         now=now,
-        config=TicketConfig.from_settings(settings),
+        config=config,
     )
     return {"ticket_id": ticket.id, "status": ticket.status, "stars": body.stars}
