@@ -109,3 +109,35 @@ def test_exam_room_device_is_critical(conn, world: World) -> None:
     ticket = _report(conn, world, "exam_projector")
     assert ticket.priority == "critical"
     assert _report(conn, world, "desktop").priority == "normal"
+
+
+def test_racing_dispatches_respect_the_load_limit(
+    conn, world: World, database_url: str
+) -> None:
+    import threading
+
+    import psycopg
+
+    conn.execute("UPDATE engineers SET max_open_tickets = 2")
+    conn.commit()
+    barrier = threading.Barrier(6)
+
+    def report(name: str) -> None:
+        with psycopg.connect(database_url) as own:
+            barrier.wait()
+            service.create_ticket(
+                own, source="qr", device_id=world.devices[name], actor="r", now=NOW
+            )
+            own.commit()
+
+    threads = [threading.Thread(target=report, args=(f"lab{i}",)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    loads = conn.execute(
+        "SELECT engineer_id, count(*) FROM tickets WHERE status = 'dispatched' "
+        "GROUP BY engineer_id"
+    ).fetchall()
+    assert sum(n for _, n in loads) == 6
+    assert max(n for _, n in loads) == 2

@@ -156,6 +156,26 @@ def _pool(
     ]
 
 
+def _room_left(conn: Conn, candidate: Candidate) -> str | None:
+    """Lock the engineer and count again, so racing dispatches respect the limit.
+
+    Returns why the engineer is full, or None when the ticket fits. The lock
+    is held until the caller's transaction ends.
+    """
+    conn.execute(
+        "SELECT 1 FROM engineers WHERE id = %s FOR NO KEY UPDATE",
+        [candidate.engineer_id],
+    )
+    row = conn.execute(
+        "SELECT count(*) FROM tickets WHERE engineer_id = %s AND status = ANY(%s)",
+        [candidate.engineer_id, LOAD_STATUSES],
+    ).fetchone()
+    count = int(row[0]) if row else 0
+    if count >= candidate.max_open_tickets:
+        return f"has {count} open tickets (limit {candidate.max_open_tickets})"
+    return None
+
+
 def choose_engineer(
     conn: Conn,
     *,
@@ -171,7 +191,7 @@ def choose_engineer(
 
     own = _school_engineers(conn, school_id, now, timezone)
     for candidate in own:
-        why = candidate.unavailable_because(exclude)
+        why = candidate.unavailable_because(exclude) or _room_left(conn, candidate)
         considered.append(_describe(candidate, why))
         if why is None:
             notes.append(f"dispatched to the {candidate.label()}")
@@ -189,7 +209,7 @@ def choose_engineer(
         skip=[c.engineer_id for c in own],
     )
     for candidate in pool:
-        why = candidate.unavailable_because(exclude)
+        why = candidate.unavailable_because(exclude) or _room_left(conn, candidate)
         considered.append(_describe(candidate, why))
         if why is None:
             skill_text = f"skill {skill}, " if skill else ""
