@@ -187,6 +187,7 @@ def write_config(
     interval_s: float = 0.5,
     will_delay_s: int = 2,
     peripheral_port: int | None = None,
+    ca_file: Path | None = None,
     extra: str = "",
 ) -> Path:
     targets = ""
@@ -205,6 +206,7 @@ log_level = "debug"
 
 [mqtt]
 url = "{mqtt_url}"
+{f'ca_file = "{ca_file}"' if ca_file else ""}
 will_delay_s = {will_delay_s}
 keepalive_s = 5
 backoff_initial_s = 0.2

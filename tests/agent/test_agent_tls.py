@@ -1,0 +1,132 @@
+"""TLS with a pinned CA: the agent connects to a broker whose certificate the
+pinned CA signed, and refuses one signed by any other CA."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from agent_support import AgentProcess, Recorder, new_device_id, states, write_config
+
+from edufleet_protocol import topics
+from procs import MosquittoProcess, free_port
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_ca(folder: Path, name: str) -> Path:
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.pem",
+        "-subj",
+        f"/CN={name}",
+        cwd=folder,
+    )
+    return folder / f"{name}.pem"
+
+
+def make_server_cert(folder: Path, ca: str) -> None:
+    (folder / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl(
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+        cwd=folder,
+    )
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        f"{ca}.pem",
+        "-CAkey",
+        f"{ca}.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "san.cnf",
+        cwd=folder,
+    )
+
+
+@pytest.fixture(scope="module")
+def tls_broker(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    tmp_path = tmp_path_factory.mktemp("tls")
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    make_ca(certs, "school-ca")
+    make_ca(certs, "other-ca")
+    make_server_cert(certs, "school-ca")
+    tls_port = free_port()
+    broker = MosquittoProcess(
+        tmp_path / "broker",
+        extra_config="\n".join(
+            [
+                f"listener {tls_port} 127.0.0.1",
+                f"cafile {certs / 'school-ca.pem'}",
+                f"certfile {certs / 'server.pem'}",
+                f"keyfile {certs / 'server.key'}",
+            ]
+        ),
+    )
+    broker.start()
+    try:
+        yield broker, f"mqtts://127.0.0.1:{tls_port}", certs
+    finally:
+        broker.stop()
+
+
+@pytest.mark.parametrize(("ca", "connects"), [("school-ca", True), ("other-ca", False)])
+def test_agent_connects_only_to_a_broker_signed_by_the_pinned_ca(
+    tmp_path: Path,
+    tls_broker,
+    ca: str,
+    connects: bool,  # type: ignore[no-untyped-def]
+) -> None:
+    broker, tls_url, certs = tls_broker
+    device = new_device_id()
+    recorder = Recorder(broker.url, topics.state_topic(device))
+    state_dir = tmp_path / "agent"
+    state_dir.mkdir()
+    config = write_config(
+        state_dir, device_id=device, mqtt_url=tls_url, ca_file=certs / f"{ca}.pem"
+    )
+    agent = AgentProcess(config)
+    try:
+        if connects:
+            recorder.wait_for(lambda m: states(m) == ["online"], timeout=20)
+        else:
+            time.sleep(4.0)
+            assert states(recorder.messages) == []
+            assert "CERTIFICATE_VERIFY_FAILED" in agent.log_text()
+    finally:
+        agent.close()
+        recorder.close()
