@@ -121,6 +121,7 @@ class Simulator:
         self.stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         self._final: SimulationReport | None = None
+        self._unborn: set[int] = set()
 
     def _group(self, members: list[VirtualDevice]) -> _Group:
         owner = members[0]
@@ -171,16 +172,10 @@ class Simulator:
         deadline = (
             None if self.config.duration_s is None else start + self.config.duration_s
         )
-        now = _now()
-        for group in self.groups:
-            for device in group.devices[1:]:
-                topics = device.topics()
-                group.outbox.put(
-                    topics["state"], device.state("online", now), retain=True
-                )
-                group.outbox.put(topics["birth"], device.birth(now), retain=True)
-                report.states += 1
-                report.births += 1
+        # The first device of each connection is born when it connects; the
+        # others when their first report is due, as agents booting at
+        # different moments would be.
+        self._unborn = {id(d) for group in self.groups for d in group.devices[1:]}
         report.states += len(self.groups)
         report.births += len(self.groups)
 
@@ -250,6 +245,12 @@ class Simulator:
         open_probability: float,
     ) -> None:
         topics = device.topics()
+        if id(device) in self._unborn:
+            self._unborn.discard(id(device))
+            group.outbox.put(topics["state"], device.state("online", now), retain=True)
+            group.outbox.put(topics["birth"], device.birth(now), retain=True)
+            self.report.states += 1
+            self.report.births += 1
         group.outbox.put(topics["telemetry"], device.telemetry(now), priority=TELEMETRY)
         self.report.telemetry += 1
         for event in device.step_faults(clock, now, open_probability):
@@ -261,6 +262,8 @@ class Simulator:
         now = _now()
         for group in self.groups:
             for device in group.devices[1:]:
+                if id(device) in self._unborn:
+                    continue
                 group.outbox.put(
                     device.topics()["state"], device.state("sleeping", now), retain=True
                 )
