@@ -46,6 +46,9 @@ bench-import: venv
 bench-registry: venv
 	$(SERVICES) run -- $(BIN)/python bench/bench_registry.py
 
+bench-ingest: venv
+	$(SERVICES) run -- $(BIN)/python bench/bench_ingest.py
+
 .PHONY: bench-simulator
 bench-simulator: venv
 	$(SERVICES) run -- $(BIN)/python bench/bench_simulator.py
@@ -54,6 +57,11 @@ bench-agent: venv
 	$(SERVICES) run -- $(BIN)/python bench/bench_agent_footprint.py
 
 bench: bench-import bench-registry
+
+# The failure drills at a few thousand devices; `make test` runs them small.
+drills: venv
+	EDUFLEET_DRILL_DEVICES=3000 EDUFLEET_DRILL_INTERVAL=5 EDUFLEET_DRILL_SECONDS=60 \
+		$(SERVICES) run -- $(BIN)/pytest -q -p no:randomly tests/drills -rA
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts
