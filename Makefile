@@ -61,7 +61,7 @@ bench: bench-import bench-registry
 # The failure drills at a few thousand devices; `make test` runs them small.
 drills: venv
 	EDUFLEET_DRILL_DEVICES=3000 EDUFLEET_DRILL_INTERVAL=5 EDUFLEET_DRILL_SECONDS=60 \
-		$(SERVICES) run -- $(BIN)/pytest -q -p no:randomly tests/drills -rA
+		$(SERVICES) run -- $(BIN)/pytest -q tests/drills
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts
