@@ -260,3 +260,31 @@ def test_metrics_count_messages_by_kind_and_rejections_by_reason(
         value("edufleet_ingest_samples_total"),
     )
     assert [a - b for a, b in zip(after, before, strict=True)] == [6, 1, 5]
+
+
+def test_metrics_are_served_by_ingest_and_by_the_web_app(settings: Any) -> None:
+    import importlib
+    import urllib.request
+
+    from fastapi.testclient import TestClient
+    from prometheus_client import start_http_server
+
+    from edufleet_collector.web.app import create_app
+    from procs import free_port
+
+    importlib.import_module("edufleet_collector.ingest.metrics")  # as ingest does
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
+            served = response.read().decode()
+    finally:
+        server.shutdown()
+        thread.join(5)
+    with TestClient(create_app(settings)) as client:
+        web = client.get("/metrics/")
+
+    assert web.status_code == 200
+    for text in (served, web.text):
+        assert "edufleet_ingest_commit_seconds_bucket" in text
+        assert "edufleet_ingest_rejected_total" in text

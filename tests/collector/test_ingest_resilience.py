@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -32,7 +33,7 @@ from ingest_support import (
 from conftest import create_database, drop_database
 from edufleet_collector.db.migrate import migrate
 from edufleet_protocol import topics
-from procs import MosquittoProcess
+from procs import MosquittoProcess, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -131,7 +132,16 @@ def private_database(restartable_postgres: Any) -> Iterator[str]:
         drop_database(server_url, name)
 
 
-def test_a_database_restart_mid_stream_loses_and_doubles_nothing(
+def pending_messages(port: int) -> float:
+    """The ingest process's own count of messages it holds, from /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("edufleet_ingest_pending_messages "):
+                return float(line.split()[1])
+    raise AssertionError("edufleet_ingest_pending_messages missing from /metrics")
+
+
+def test_a_database_restart_mid_stream_holds_a_bounded_backlog_and_loses_nothing(
     private_database: str,
     restartable_postgres: Any,
     private_broker: MosquittoProcess,
@@ -140,10 +150,11 @@ def test_a_database_restart_mid_stream_loses_and_doubles_nothing(
     with psycopg.connect(private_database) as conn:
         fleet = seed_fleet(conn, pcs=50)
     messages = stream_of(fleet, 80)
+    env = ingest_env(private_database, private_broker.url)
+    env.update(EDUFLEET_INGEST_MAX_PENDING="300", EDUFLEET_INGEST_BATCH_SIZE="100")
+    port = free_port()
     ingest = IngestProcess(
-        ingest_env(private_database, private_broker.url),
-        "survive-restart",
-        tmp_path / "ingest.log",
+        env, "survive-restart", tmp_path / "ingest.log", "--metrics-port", str(port)
     )
     ingest.start()
     try:
@@ -155,7 +166,10 @@ def test_a_database_restart_mid_stream_loses_and_doubles_nothing(
             )
             restartable_postgres.stop()
             stopped_at = count_samples_or_none(private_database)
-            threading.Event().wait(2)
+            held = []
+            for _ in range(4):
+                threading.Event().wait(0.5)
+                held.append(pending_messages(port))
             restartable_postgres.start()
         wait_for(
             lambda: samples_at_least(private_database, len(messages)),
@@ -166,6 +180,7 @@ def test_a_database_restart_mid_stream_loses_and_doubles_nothing(
         ingest.stop()
 
     assert stopped_at is None
+    assert 0 < max(held) <= 300, held
     assert count_samples(private_database) == (len(messages), len(messages))
     log = ingest.log_tail()
     assert "retrying in" in log and "succeeded after" in log

@@ -95,6 +95,8 @@ class Ingest:
         self.options = options
         self.stop = threading.Event()
         self._inbox: deque[tuple[Received, int]] = deque()
+        inbox = self._inbox
+        metrics.pending.set_function(lambda: len(inbox))
         self._wake = threading.Event()
         self._generation = 0
         self._connected = threading.Event()
@@ -373,7 +375,6 @@ class Ingest:
         for message in messages:
             if message.qos:
                 ack(message.mid, message.qos)
-        metrics.pending.set(len(self._inbox))
 
     def _writer_loop(self) -> None:
         while True:

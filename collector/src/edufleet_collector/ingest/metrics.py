@@ -53,7 +53,7 @@ database_errors = Counter(
 )
 pending = Gauge(
     "edufleet_ingest_pending_messages",
-    "Messages received and not yet acknowledged",
+    "Messages received and waiting for a batch (bounded by the Receive Maximum)",
 )
 tickets_opened = Counter(
     "edufleet_ingest_tickets_opened_total",

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import make_asgi_app
 from psycopg_pool import ConnectionPool
 
 from .. import __version__
@@ -90,4 +91,5 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> FastAP
     for module in (regions, schools, rooms, assignments, devices, engineers):
         app.include_router(module.router)
     install_pages(app, settings)
+    app.mount("/metrics", make_asgi_app())
     return app

@@ -1,0 +1,615 @@
+"""Measure ingest end to end: publishers -> Mosquitto -> edufleet ingest -> PostgreSQL.
+
+Creates a fresh database on the server named by EDUFLEET_DATABASE_URL, seeds
+10,000 devices with plain INSERTs, and uses the broker of EDUFLEET_MQTT_URL
+(``make bench-ingest`` starts private ones of both). Several publisher
+processes send single-sample telemetry messages (QoS 1, about 330 bytes, the
+publish time as the sample's timestamp) for the registered devices.
+
+Phases, all in one run:
+
+1. raw COPY ceiling: the same rows COPYed straight into ``telemetry``;
+2. broker ceiling: unpaced publishers to a subscriber that discards everything;
+3. ingest capacity: unpaced publishers to ``edufleet ingest`` (real
+   subprocesses), counted in the database;
+4. paced run: publishers at ``--rate`` for ``--seconds`` (at least 60 for the
+   figures of record); sustained messages/s and samples/s counted in the
+   database, CPU of the ingest processes per 1,000 messages, and latency:
+   a tracer device publishes 50 messages/s and a poller records when each
+   becomes visible (committed), and a fault tracer publishes 5 fault events/s
+   on distinct devices and records when each ticket is committed.
+
+    .venv/bin/python bench/bench_ingest.py [--rate 10000] [--seconds 60]
+        [--publishers 3] [--ingest-procs 1] [--devices 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import paho.mqtt.client as mqtt
+import psutil
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edufleet_collector.db.migrate import migrate
+
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_MQTT = "mqtt://127.0.0.1:1883"
+PAYLOAD = (
+    '{"v":1,"samples":[{"sid":"%s","seq":%d,"ts":"%s","metrics":{'
+    '"host.cpu_pct":%.1f,"host.mem_pct":41.5,"host.disk_pct[/]":63.2,'
+    '"host.uptime_s":%d,"host.load1":0.42,"net.rx_bps":120331,'
+    '"net.tx_bps":20417,"host.temp_c":48.0,"host.procs":213}}]}'
+)
+TRACER_UID = "bench-tracer"
+FAULT_DEVICES = 400
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path="/" + name))
+
+
+def mqtt_client(
+    url: str, client_id: str, receive_maximum: int | None = None
+) -> mqtt.Client:
+    parts = urlsplit(url)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+    )
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(20000)
+    properties = None
+    if receive_maximum:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.ReceiveMaximum = receive_maximum
+    client.connect(
+        parts.hostname or "127.0.0.1",
+        parts.port or 1883,
+        keepalive=60,
+        properties=properties,
+    )
+    return client
+
+
+def payload(sid: str, seq: int, at: float) -> bytes:
+    stamp = datetime.fromtimestamp(at, UTC).isoformat()
+    return (PAYLOAD % (sid, seq, stamp, seq % 100, seq)).encode()
+
+
+# --- database set-up ---
+
+
+def seed(url: str, devices: int) -> None:
+    """Schools of 100 devices each, the tracer and the fault tracer devices."""
+    schools = max(1, devices // 100)
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO regions (code, name_zh, level) VALUES ('469900', '基准省', "
+            "'province')"
+        )
+        conn.execute(
+            "INSERT INTO schools (code, name, region_code) "
+            "SELECT 'B' || n, '基准学校 ' || n, '469900' FROM generate_series(1, %s) n",
+            [schools + 1],
+        )
+        conn.execute(
+            """
+            INSERT INTO devices (uid, asset_tag, category, school_id)
+            SELECT 'bench-' || n, 'BT-' || n, 'desktop', 1 + (n %% %s)
+            FROM generate_series(0, %s - 1) n
+            """,
+            [schools, devices],
+        )
+        conn.execute(
+            "INSERT INTO devices (uid, asset_tag, category, school_id) "
+            "SELECT 'bench-f-' || n, 'BF-' || n, 'desktop', %s "
+            "FROM generate_series(0, %s - 1) n",
+            [schools + 1, FAULT_DEVICES],
+        )
+        conn.execute(
+            "INSERT INTO devices (uid, asset_tag, category, school_id) "
+            "VALUES (%s, 'BT-TRACER', 'desktop', 1)",
+            [TRACER_UID],
+        )
+
+
+def device_id(url: str, uid: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT id FROM devices WHERE uid = %s", [uid]).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def count_rows(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM telemetry").fetchone()
+        return int(row[0]) if row else 0
+
+
+def copy_ceiling(url: str, rows: int, devices: int) -> float:
+    """Rows/s of a raw COPY of telemetry rows in batches of 5,000, then truncate."""
+    now = time.time()
+    received = datetime.fromtimestamp(now, UTC).isoformat()
+    lines = []
+    for n in range(rows):
+        at = now - rows + n
+        stamp = datetime.fromtimestamp(at, UTC).isoformat()
+        metrics = payload("copyceiling", n, at).decode().split('"metrics":')[1][:-3]
+        lines.append(
+            f"{stamp}\t{1 + n % devices}\tcopyceiling\t{n + 1}\t"
+            f"{metrics.replace(chr(92), chr(92) * 2)}\t{received}\n"
+        )
+    with psycopg.connect(url) as conn:
+        started = time.perf_counter()
+        for offset in range(0, rows, 5000):
+            with conn.cursor().copy(
+                "COPY telemetry (ts, device_id, sid, seq, metrics, received_at) "
+                "FROM STDIN"
+            ) as copy:
+                copy.write("".join(lines[offset : offset + 5000]))
+            conn.commit()
+        elapsed = time.perf_counter() - started
+        conn.execute("TRUNCATE telemetry")
+    return rows / elapsed
+
+
+# --- publishers and the discarding subscriber ---
+
+
+@dataclass(frozen=True)
+class PublishJob:
+    url: str
+    uids: list[str]
+    rate: float | None
+    """messages/s of this publisher, None for as fast as the broker takes them"""
+    seconds: float
+
+
+def publisher_main(job: PublishJob, sent: Any, go: Any) -> None:
+    """Publish single-sample telemetry round-robin over the job's devices."""
+    client = mqtt_client(job.url, f"bench-pub-{os.getpid()}-{uuid.uuid4().hex[:4]}")
+    client.loop_start()
+    rate = job.rate
+    topics = [f"edufleet/v1/{u}/telemetry" for u in job.uids]
+    sid = f"bench{uuid.uuid4().hex[:12]}"
+    go.wait()
+    started = time.time()
+    end = started + job.seconds
+    n = 0
+    publish = client.publish
+    while True:
+        at = time.time()
+        if at >= end:
+            break
+        for _ in range(200):
+            info = publish(topics[n % len(topics)], payload(sid, n + 1, at), qos=1)
+            while info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+                time.sleep(0.002)
+                info = publish(topics[n % len(topics)], payload(sid, n + 1, at), qos=1)
+            n += 1
+        if rate:
+            ahead = started + n / rate - time.time()
+            if ahead > 0:
+                time.sleep(ahead)
+    deadline = time.time() + 120
+    while client._out_messages and time.time() < deadline:
+        time.sleep(0.05)
+    with sent.get_lock():
+        sent.value += n
+    client.disconnect()
+    client.loop_stop()
+
+
+def discard_main(url: str, received: Any, ready: Any, done: Any) -> None:
+    """Subscribe like ingest does (same window) and throw every message away."""
+    client = mqtt_client(url, f"bench-discard-{os.getpid()}", receive_maximum=20000)
+    count = [0]
+
+    def on_message(client: mqtt.Client, userdata: object, message: Any) -> None:
+        count[0] += 1
+
+    client.on_message = on_message
+    client.subscribe("$share/discard/edufleet/v1/+/telemetry", qos=1)
+    client.loop_start()
+    time.sleep(0.5)
+    ready.set()
+    while not done.wait(0.1):
+        received.value = count[0]
+    received.value = count[0]
+    client.disconnect()
+    client.loop_stop()
+
+
+def run_publishers(
+    url: str, uids: list[str], procs: int, rate: float | None, seconds: float
+) -> tuple[list[mp.Process], Any, Any]:
+    sent = mp.Value("q", 0)
+    go = mp.Event()
+    share = [uids[i::procs] for i in range(procs)]
+    workers = [
+        mp.Process(
+            target=publisher_main,
+            args=(
+                PublishJob(url, share[i], rate / procs if rate else None, seconds),
+                sent,
+                go,
+            ),
+        )
+        for i in range(procs)
+    ]
+    for worker in workers:
+        worker.start()
+    time.sleep(1.0)
+    go.set()
+    return workers, sent, go
+
+
+def join(workers: list[mp.Process]) -> None:
+    for worker in workers:
+        worker.join(180)
+
+
+def rate_between(probe: Callable[[], int], warmup: float, window: float) -> float:
+    time.sleep(warmup)
+    first, started = probe(), time.monotonic()
+    time.sleep(window)
+    return (probe() - first) / (time.monotonic() - started)
+
+
+def broker_ceiling(url: str, uids: list[str], procs: int, seconds: float) -> float:
+    received = mp.Value("q", 0)
+    ready, done = mp.Event(), mp.Event()
+    sink = mp.Process(target=discard_main, args=(url, received, ready, done))
+    sink.start()
+    ready.wait(10)
+    workers, _, _ = run_publishers(url, uids, procs, None, seconds)
+    measured = rate_between(lambda: int(received.value), 3, seconds - 5)
+    join(workers)
+    time.sleep(1)
+    done.set()
+    sink.join(10)
+    return measured
+
+
+# --- ingest ---
+
+
+class IngestProcs:
+    def __init__(self, db_url: str, mqtt_url: str, count: int, folder: Path) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs = [folder / f"ingest-{n}.log" for n in range(count)]
+        env = dict(
+            os.environ,
+            EDUFLEET_DATABASE_URL=db_url,
+            EDUFLEET_MQTT_URL=mqtt_url,
+            EDUFLEET_LOG_LEVEL="INFO",
+        )
+        for n, path in enumerate(self.logs):
+            with open(path, "wb") as out:
+                self.procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "edufleet_collector.cli",
+                            "ingest",
+                            "--client-id",
+                            f"bench-ingest-{n}",
+                        ],
+                        env=env,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+        self.ps = [psutil.Process(p.pid) for p in self.procs]
+        deadline = time.monotonic() + 60
+        while not all("subscribed to" in p.read_text() for p in self.logs):
+            if time.monotonic() > deadline:
+                raise RuntimeError("ingest did not subscribe within 60 s")
+            time.sleep(0.1)
+
+    def cpu_seconds(self) -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in self.ps)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+class Tracer(threading.Thread):
+    """50 messages/s on one device; a poller notes when each is committed."""
+
+    def __init__(self, mqtt_url: str, db_url: str, tracer_id: int) -> None:
+        super().__init__(daemon=True)
+        self.mqtt_url, self.db_url, self.tracer_id = mqtt_url, db_url, tracer_id
+        self.published: dict[int, float] = {}
+        self.seen: dict[int, float] = {}
+        self.stop = threading.Event()
+        self.stop_poll = False
+
+    def run(self) -> None:
+        client = mqtt_client(self.mqtt_url, f"bench-tracer-{os.getpid()}")
+        client.loop_start()
+        poller = threading.Thread(target=self.poll, daemon=True)
+        poller.start()
+        seq = 0
+        while not self.stop.wait(0.02):
+            seq += 1
+            at = time.time()
+            self.published[seq] = at
+            client.publish(
+                f"edufleet/v1/{TRACER_UID}/telemetry",
+                payload("benchtracer01", seq, at),
+                qos=1,
+            )
+        time.sleep(3)
+        self.stop_poll = True
+        poller.join(5)
+        client.disconnect()
+        client.loop_stop()
+
+    def poll(self) -> None:
+        last = 0
+        with psycopg.connect(self.db_url, autocommit=True) as conn:
+            while not self.stop_poll:
+                rows = conn.execute(
+                    "SELECT seq FROM telemetry WHERE device_id = %s AND "
+                    "sid = 'benchtracer01' AND ts > to_timestamp(%s)",
+                    [self.tracer_id, self.published.get(last, 0) - 0.001],
+                ).fetchall()
+                at = time.time()
+                for (seq,) in rows:
+                    self.seen.setdefault(int(seq), at)
+                    last = max(last, int(seq))
+                time.sleep(0.01)
+
+    def latencies(self) -> list[float]:
+        return sorted(self.seen[s] - self.published[s] for s in self.seen)
+
+
+class FaultTracer(threading.Thread):
+    """5 fault events/s on distinct devices; a poller notes each committed ticket."""
+
+    def __init__(self, mqtt_url: str, db_url: str) -> None:
+        super().__init__(daemon=True)
+        self.mqtt_url, self.db_url = mqtt_url, db_url
+        self.published: dict[str, float] = {}
+        self.seen: dict[str, float] = {}
+        self.stop = threading.Event()
+        self.stop_poll = False
+
+    def run(self) -> None:
+        client = mqtt_client(self.mqtt_url, f"bench-faults-{os.getpid()}")
+        client.loop_start()
+        poller = threading.Thread(target=self.poll, daemon=True)
+        poller.start()
+        n = 0
+        while not self.stop.wait(0.2) and n < FAULT_DEVICES:
+            uid = f"bench-f-{n}"
+            at = time.time()
+            self.published[uid] = at
+            stamp = datetime.fromtimestamp(at, UTC).isoformat()
+            client.publish(
+                f"edufleet/v1/{uid}/event",
+                (
+                    '{"v":1,"kind":"fault","action":"opened","code":"DISK_FULL",'
+                    '"severity":"major","message":"disk / is 97% full",'
+                    f'"subject":"{uid}","sid":"benchfaults1","seq":1,"ts":"{stamp}"}}'
+                ).encode(),
+                qos=1,
+            )
+            n += 1
+        time.sleep(3)
+        self.stop_poll = True
+        poller.join(5)
+        client.disconnect()
+        client.loop_stop()
+
+    def poll(self) -> None:
+        last = 0
+        with psycopg.connect(self.db_url, autocommit=True) as conn:
+            while not self.stop_poll:
+                rows = conn.execute(
+                    "SELECT t.id, d.uid FROM tickets t JOIN devices d "
+                    "ON d.id = t.device_id WHERE t.id > %s",
+                    [last],
+                ).fetchall()
+                at = time.time()
+                for ticket_id, uid in rows:
+                    self.seen.setdefault(str(uid), at)
+                    last = max(last, int(ticket_id))
+                time.sleep(0.01)
+
+    def latencies(self) -> list[float]:
+        return sorted(self.seen[u] - self.published[u] for u in self.seen)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1]
+
+
+def wait_drained(url: str, expected: int, timeout: float = 120) -> int:
+    deadline = time.monotonic() + timeout
+    count = count_rows(url)
+    while count < expected and time.monotonic() < deadline:
+        time.sleep(0.5)
+        count = count_rows(url)
+    return count
+
+
+# --- main ---
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=10_000, help="paced messages/s")
+    parser.add_argument("--seconds", type=float, default=60, help="paced run length")
+    parser.add_argument("--ceiling-seconds", type=float, default=15)
+    parser.add_argument("--publishers", type=int, default=3)
+    parser.add_argument("--ingest-procs", type=int, default=1)
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--copy-rows", type=int, default=200_000)
+    parser.add_argument("--keep", action="store_true", help="keep the database")
+    args = parser.parse_args()
+
+    server = os.environ.get("EDUFLEET_DATABASE_URL") or DEFAULT_SERVER
+    mqtt_url = os.environ.get("EDUFLEET_MQTT_URL") or DEFAULT_MQTT
+    name = f"bench_ingest_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    db_url = with_database(server, name)
+    folder = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    uids = [f"bench-{n}" for n in range(args.devices)]
+    try:
+        with psycopg.connect(db_url) as conn:
+            migrate(conn)
+        seed(db_url, args.devices)
+        log(f"database {name} seeded with {args.devices:,} devices")
+
+        copy_rate = copy_ceiling(db_url, args.copy_rows, args.devices)
+        log(f"raw COPY ceiling: {copy_rate:,.0f} rows/s")
+
+        discard_rate = broker_ceiling(
+            mqtt_url, uids, args.publishers, args.ceiling_seconds
+        )
+        log(f"broker -> discard ceiling: {discard_rate:,.0f} msg/s")
+
+        ingest = IngestProcs(db_url, mqtt_url, args.ingest_procs, folder)
+        workers, sent, _ = run_publishers(
+            mqtt_url, uids, args.publishers, None, args.ceiling_seconds
+        )
+        capacity = rate_between(lambda: count_rows(db_url), 3, args.ceiling_seconds - 5)
+        join(workers)
+        drained = wait_drained(db_url, int(sent.value))
+        log(
+            f"ingest capacity: {capacity:,.0f} msg/s "
+            f"({drained:,} of {int(sent.value):,} sent in the database)"
+        )
+
+        before_rows = count_rows(db_url)
+        tracer = Tracer(mqtt_url, db_url, device_id(db_url, TRACER_UID))
+        faults = FaultTracer(mqtt_url, db_url)
+        workers, sent, _ = run_publishers(
+            mqtt_url, uids, args.publishers, args.rate, args.seconds
+        )
+        tracer.start()
+        faults.start()
+        time.sleep(2)
+        cpu_start, rows_start, t_start = (
+            ingest.cpu_seconds(),
+            count_rows(db_url),
+            time.monotonic(),
+        )
+        time.sleep(args.seconds - 4)
+        cpu_end, rows_end, t_end = (
+            ingest.cpu_seconds(),
+            count_rows(db_url),
+            time.monotonic(),
+        )
+        tracer.stop.set()
+        faults.stop.set()
+        join(workers)
+        tracer.join(15)
+        faults.join(15)
+        expected = before_rows + int(sent.value) + len(tracer.published)
+        final = wait_drained(db_url, expected)
+        ingest.stop()
+
+        sustained = (rows_end - rows_start) / (t_end - t_start)
+        cpu_per_k = (cpu_end - cpu_start) / max(1, rows_end - rows_start) * 1000
+        lat = tracer.latencies()
+        fault_lat = faults.latencies()
+        with psycopg.connect(db_url) as conn:
+            row = conn.execute(
+                """
+                SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY x),
+                       percentile_cont(0.99) WITHIN GROUP (ORDER BY x)
+                FROM (SELECT extract(epoch FROM received_at - ts) AS x
+                      FROM telemetry WHERE ts >= now() - make_interval(secs => %s)) s
+                """,
+                [args.seconds + 30],
+            ).fetchone()
+        assert row is not None
+        print()
+        print(
+            f"ingest benchmark ({args.ingest_procs} ingest process(es), "
+            f"{args.publishers} publishers, {args.devices:,} devices, "
+            f"{os.cpu_count()} CPUs)"
+        )
+        print(
+            f"  paced run: offered {args.rate:,.0f} msg/s for {args.seconds:.0f} s; "
+            f"published {int(sent.value):,}"
+        )
+        print(
+            f"  sustained (counted in the database): {sustained:,.0f} msg/s = "
+            f"{sustained:,.0f} samples/s"
+        )
+        print(
+            f"  all arrived: {final - before_rows:,} of "
+            f"{expected - before_rows:,} published rows in the database"
+        )
+        print(
+            f"  publish -> commit latency (tracer, n={len(lat)}): "
+            f"p50 {percentile(lat, 50) * 1000:,.0f} ms, "
+            f"p99 {percentile(lat, 99) * 1000:,.0f} ms"
+        )
+        print(
+            f"  publish -> ingest receipt (all rows, received_at - ts): "
+            f"p50 {float(row[0]) * 1000:,.0f} ms, p99 {float(row[1]) * 1000:,.0f} ms"
+        )
+        print(
+            f"  fault event -> committed ticket (n={len(fault_lat)}): "
+            f"p50 {percentile(fault_lat, 50) * 1000:,.0f} ms, "
+            f"p99 {percentile(fault_lat, 99) * 1000:,.0f} ms"
+        )
+        print(f"  ingest CPU: {cpu_per_k * 1000:,.1f} ms per 1,000 messages")
+        print(f"  ingest capacity (unpaced): {capacity:,.0f} msg/s")
+        print(
+            f"  ceilings: broker -> discard {discard_rate:,.0f} msg/s, "
+            f"raw COPY {copy_rate:,.0f} rows/s"
+        )
+        print(
+            f"  ratios: capacity / discard ceiling = {capacity / discard_rate:.0%}, "
+            f"capacity / COPY ceiling = {capacity / copy_rate:.0%}, "
+            f"sustained / offered = {sustained / args.rate:.0%}"
+        )
+        return 0
+    finally:
+        if not args.keep:
+            with psycopg.connect(server, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    sys.exit(main())
