@@ -18,7 +18,6 @@ that are.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 from collections.abc import Collection
@@ -30,12 +29,23 @@ from psycopg import sql
 
 from ..db import Conn
 from ..errors import Conflict, InvalidInput, NotFound
-from . import notices
-from .dispatch import choose_engineer
+from .actions import (
+    ACTIONS,
+    HANDLERS,
+    MAX_NOTE,
+    RATING_PATH,
+    TRANSITIONS,
+    Step,
+    allowed_actions,
+    check_allowed,
+    check_note,
+    new_rating_token,
+    rating_digest,
+    rating_link,
+)
+from .assign import dispatch_ticket, passed_over
 from .model import (
     DEFAULT_CONFIG,
-    OPEN_STATUSES,
-    PAUSE_REASONS,
     PRIORITIES,
     SOURCES,
     STATUSES,
@@ -46,7 +56,7 @@ from .model import (
     TicketEvent,
     colour_of,
 )
-from .sla import cancel_timers, refresh_sla, set_timer
+from .sla import refresh_sla
 from .store import (
     add_event,
     find_tickets,
@@ -58,58 +68,31 @@ from .store import (
 
 log = logging.getLogger("edufleet.collector.tickets")
 
-ALL = frozenset(STATUSES)
-OPEN = OPEN_STATUSES
-
-TRANSITIONS: dict[str, tuple[frozenset[str], str | None]] = {
-    "accept": (frozenset({"reported", "dispatched"}), "accepted"),
-    "schedule": (frozenset({"accepted", "scheduled"}), "scheduled"),
-    "resolve": (frozenset({"accepted", "scheduled"}), "resolved"),
-    "close": (frozenset({"resolved"}), "closed"),
-    "cancel": (OPEN, "cancelled"),
-    "reopen": (frozenset({"resolved", "closed"}), "dispatched"),
-    "hand_back": (frozenset({"dispatched", "accepted", "scheduled"}), "dispatched"),
-    "reassign": (OPEN, "dispatched"),
-    "change_priority": (OPEN, None),
-    "merge": (OPEN, "closed"),
-    "pause": (frozenset({"accepted", "scheduled"}), None),
-    "resume": (frozenset({"accepted", "scheduled"}), None),
-    "note": (ALL, None),
-    "self_recover": (frozenset({"reported", "dispatched"}), "closed"),
-}
-"""Each action: the states it is allowed from, and the state it leads to."""
-
-ACTIONS = tuple(TRANSITIONS)
-MAX_NOTE = 4000
-RATING_PATH = "/rate/"
-
-
-def allowed_actions(status: str) -> list[str]:
-    """The actions allowed from ``status``, in lifecycle order."""
-    return [action for action, (sources, _) in TRANSITIONS.items() if status in sources]
-
-
-def _check_allowed(ticket: Ticket, action: str) -> None:
-    if action not in TRANSITIONS:
-        raise InvalidInput(
-            f"action {action!r} is unknown; use one of {', '.join(ACTIONS)}",
-            field="action",
-        )
-    sources, _ = TRANSITIONS[action]
-    if ticket.status not in sources:
-        allowed = ", ".join(allowed_actions(ticket.status)) or "none"
-        raise Conflict(
-            f"ticket {ticket.id} is {ticket.status}: {action!r} is not allowed; "
-            f"allowed from {ticket.status}: {allowed}"
-        )
-
-
-def _check_note(note: str) -> str:
-    if len(note) > MAX_NOTE:
-        raise InvalidInput(
-            f"note has {len(note)} characters; the limit is {MAX_NOTE}", field="note"
-        )
-    return note
+__all__ = [
+    "ACTIONS",
+    "RATING_PATH",
+    "TRANSITIONS",
+    "StatusView",
+    "add_me_too",
+    "allowed_actions",
+    "create_incident",
+    "create_ticket",
+    "dispatch_ticket",
+    "find_open_ticket",
+    "get_ticket",
+    "issue_rating_token",
+    "open_ticket",
+    "passed_over",
+    "queue_for_engineer",
+    "rate",
+    "rating_link",
+    "rating_ticket",
+    "search_tickets",
+    "ticket_by_status_token",
+    "ticket_events",
+    "ticket_status_view",
+    "transition",
+]
 
 
 # Creating tickets ----------------------------------------------------------
@@ -386,7 +369,7 @@ def add_me_too(
         at=now,
         actor=actor,
         kind="me_too",
-        note=_check_note(description),
+        note=check_note(description),
         data={
             "source": source,
             "symptom": symptom,
@@ -443,150 +426,6 @@ def create_incident(
     return refresh_sla(conn, ticket, now, calendars=config.calendars)
 
 
-# Dispatch ------------------------------------------------------------------
-
-
-def _skill_for(conn: Conn, ticket: Ticket) -> str | None:
-    if ticket.kind == "incident":
-        return "network"
-    row = conn.execute(
-        "SELECT c.skill FROM devices d JOIN device_categories c ON c.code = d.category "
-        "WHERE d.id = %s",
-        [ticket.device_id],
-    ).fetchone()
-    return str(row[0]) if row else None
-
-
-def passed_over(conn: Conn, ticket_id: int) -> set[int]:
-    """Engineers who timed out on or handed back this ticket; dispatch skips them."""
-    rows = conn.execute(
-        "SELECT DISTINCT (data->>'engineer_id')::bigint FROM ticket_events "
-        "WHERE ticket_id = %s AND kind IN ('accept_timeout', 'handed_back') "
-        "AND data ? 'engineer_id'",
-        [ticket_id],
-    ).fetchall()
-    return {int(r[0]) for r in rows if r[0] is not None}
-
-
-def dispatch_ticket(
-    conn: Conn,
-    ticket: Ticket,
-    *,
-    actor: str,
-    now: datetime,
-    config: TicketConfig,
-    exclude: Collection[int] = (),
-    note: str = "",
-    kind: str = "dispatched",
-    engineer_id: int | None = None,
-) -> Ticket:
-    """Dispatch a ticket (again), record why, tell the engineer, arm the timer."""
-    if engineer_id is not None:
-        row = conn.execute(
-            "SELECT name, status FROM engineers WHERE id = %s", [engineer_id]
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"engineer {engineer_id} does not exist")
-        if row[1] != "active":
-            raise Conflict(
-                f"engineer {row[0]} (#{engineer_id}) is {row[1]}; "
-                "choose an active engineer"
-            )
-        rule, name = "manual", str(row[0])
-        reason = f"assigned by {actor} to {name} (#{engineer_id})"
-        considered: list[dict[str, Any]] = []
-    else:
-        decision = choose_engineer(
-            conn,
-            school_id=ticket.school_id,
-            skill=_skill_for(conn, ticket),
-            now=now,
-            exclude=set(exclude) | passed_over(conn, ticket.id),
-        )
-        engineer_id, rule, reason = (
-            decision.engineer_id,
-            decision.rule,
-            decision.reason,
-        )
-        considered = decision.considered
-    if note:
-        reason = f"{note}; {reason}"
-    if ticket.dispatch_rule is not None:
-        cancel_timers(conn, ticket.id, now, ["accept_timeout", "redispatch"])
-
-    if engineer_id is None:
-        updated = update_ticket(
-            conn,
-            ticket.id,
-            {
-                "status": "reported",
-                "engineer_id": None,
-                "dispatch_rule": "none",
-                "dispatch_reason": reason,
-            },
-            now,
-        )
-        event_id = add_event(
-            conn,
-            ticket.id,
-            at=now,
-            actor=actor,
-            kind="dispatch_failed",
-            from_status=ticket.status,
-            to_status="reported" if ticket.status != "reported" else None,
-            note=reason,
-            data={"considered": considered},
-        )
-        notices.notify_supervisors(
-            conn,
-            updated,
-            event_id=event_id,
-            event="dispatch_failed",
-            note=reason,
-            now=now,
-            config=config,
-        )
-        set_timer(conn, ticket.id, "redispatch", now + config.accept_timeout, now)
-        log.warning("ticket %d could not be dispatched: %s", ticket.id, reason)
-        return updated
-
-    updated = update_ticket(
-        conn,
-        ticket.id,
-        {
-            "status": "dispatched",
-            "engineer_id": engineer_id,
-            "dispatch_rule": rule,
-            "dispatch_reason": reason,
-            "dispatched_at": now,
-        },
-        now,
-    )
-    event_id = add_event(
-        conn,
-        ticket.id,
-        at=now,
-        actor=actor,
-        kind=kind,
-        from_status=ticket.status,
-        to_status="dispatched",
-        note=reason,
-        data={"engineer_id": engineer_id, "rule": rule, "considered": considered},
-    )
-    notices.notify_engineer(
-        conn, updated, event_id=event_id, event=kind, now=now, config=config
-    )
-    set_timer(
-        conn,
-        ticket.id,
-        "accept_timeout",
-        now + config.accept_timeout,
-        now,
-        data={"engineer_id": engineer_id},
-    )
-    return updated
-
-
 # Lifecycle -----------------------------------------------------------------
 
 
@@ -633,646 +472,12 @@ def transition(  # noqa: PLR0917 - the positional form is the published interfac
     """
     if now is None:
         raise InvalidInput("now is required: pass the clock's time", field="now")
-    note = _check_note(note)
+    note = check_note(note)
     ticket = load_ticket(conn, ticket_id, lock=True)
-    _check_allowed(ticket, action)
-    handler = _HANDLERS[action]
-    updated = handler(
-        conn, ticket, actor=actor, note=note, now=now, config=config, data=data
-    )
+    check_allowed(ticket, action)
+    handler = HANDLERS[action]
+    updated = handler(Step(conn, ticket, actor, note, now, config, data))
     return refresh_sla(conn, updated, now, calendars=config.calendars)
-
-
-def _move(
-    conn: Conn,
-    ticket: Ticket,
-    to_status: str,
-    *,
-    actor: str,
-    note: str,
-    now: datetime,
-    kind: str,
-    changes: dict[str, Any] | None = None,
-    data: dict[str, Any] | None = None,
-) -> tuple[Ticket, int]:
-    values = dict(changes or {})
-    values["status"] = to_status
-    updated = update_ticket(conn, ticket.id, values, now)
-    event_id = add_event(
-        conn,
-        ticket.id,
-        at=now,
-        actor=actor,
-        kind=kind,
-        from_status=ticket.status,
-        to_status=to_status,
-        note=note,
-        data=data,
-    )
-    return updated, event_id
-
-
-def _end_pauses(conn: Conn, ticket_id: int, now: datetime) -> bool:
-    row = conn.execute(
-        "UPDATE ticket_pauses SET ended_at = GREATEST(started_at, LEAST(%s, "
-        "COALESCE(ends_at, %s))) WHERE ticket_id = %s AND ended_at IS NULL "
-        "RETURNING id",
-        [now, now, ticket_id],
-    ).fetchone()
-    return row is not None
-
-
-def _accept(
-    conn: Conn,
-    ticket: Ticket,
-    *,
-    actor: str,
-    note: str,
-    now: datetime,
-    config: TicketConfig,
-    data: dict[str, Any],
-) -> Ticket:
-    engineer_id = data.get("engineer_id") or ticket.engineer_id
-    if engineer_id is None:
-        raise InvalidInput(
-            f"ticket {ticket.id} has no engineer yet; say who accepts it (engineer_id)",
-            field="engineer_id",
-        )
-    changes: dict[str, Any] = {"engineer_id": int(engineer_id)}
-    if ticket.accepted_at is None:
-        changes["accepted_at"] = now
-    cancel_timers(conn, ticket.id, now, ["accept_timeout", "redispatch"])
-    updated, event_id = _move(
-        conn,
-        ticket,
-        "accepted",
-        actor=actor,
-        note=note,
-        now=now,
-        kind="accepted",
-        changes=changes,
-        data={"engineer_id": int(engineer_id)},
-    )
-    _tell_reporters(conn, updated, event_id, event="accepted", now=now, config=config)
-    return updated
-
-
-def _schedule(
-    conn: Conn,
-    ticket: Ticket,
-    *,
-    actor: str,
-    note: str,
-    now: datetime,
-    config: TicketConfig,
-    data: dict[str, Any],
-) -> Ticket:
-    visit_at = data.get("visit_at")
-    if not isinstance(visit_at, datetime) or visit_at.tzinfo is None:
-        raise InvalidInput(
-            "visit_at must be a date and time with a time zone, "
-            "e.g. 2026-03-02T14:30:00+08:00",
-            field="visit_at",
-        )
-    _end_pauses(conn, ticket.id, now)
-    if visit_at > now:
-        conn.execute(
-            "INSERT INTO ticket_pauses (ticket_id, reason, started_at, ends_at, actor, "
-            "note) VALUES (%s, 'appointment', %s, %s, %s, %s)",
-            [ticket.id, now, visit_at, actor, note],
-        )
-    updated, event_id = _move(
-        conn,
-        ticket,
-        "scheduled",
-        actor=actor,
-        note=note,
-        now=now,
-        kind="scheduled",
-        changes={"visit_at": visit_at},
-        data={"visit_at": visit_at.isoformat()},
-    )
-    _tell_reporters(conn, updated, event_id, event="scheduled", now=now, config=config)
-    return updated
-
-
-def _resolve(
-    conn: Conn,
-    ticket: Ticket,
-    *,
-    actor: str,
-    note: str,
-    now: datetime,
-    config: TicketConfig,
-    data: dict[str, Any],
-) -> Ticket:
-    code = str(data.get("resolution_code") or "").strip()
-    if not code or len(code) > 64:
-        raise InvalidInput(
-            "resolution_code is required (1-64 characters), e.g. replaced_lamp",
-            field="resolution_code",
-        )
-    parts = data.get("parts") or []
-    if not isinstance(parts, list):
-        raise InvalidInput("parts must be a list of the parts used", field="parts")
-    _end_pauses(conn, ticket.id, now)
-    updated, event_id = _move(
-        conn,
-        ticket,
-        "resolved",
-        actor=actor,
-        note=note,
-        now=now,
-        kind="resolved",
-        changes={
-            "resolution_code": code,
-            "resolution_note": note,
-            "parts": parts,
-            "resolved_at": now,
-            "verified": None,
-        },
-        data={"resolution_code": code, "parts": parts},
-    )
-    _after_resolution(conn, updated, now, config)
-    _tell_reporters(
-        conn, updated, event_id, event="resolved", now=now, config=config, rate=True
-    )
-    _settle_followers(conn, updated, "resolved", now, config)
-    return updated
-
-
-def _after_resolution(
-    conn: Conn, ticket: Ticket, now: datetime, config: TicketConfig
-) -> None:
-    cancel_timers(conn, ticket.id, now, ["accept_timeout", "redispatch"])
-    set_timer(conn, ticket.id, "auto_close", now + config.rating_window, now)
-    if ticket.device_id is not None:
-        set_timer(
-            conn,
-            ticket.id,
-            "verify",
-            now + config.verify_after,
-            now,
-            data={"resolved_at": now.isoformat()},
-        )
-
-
-def _close(
-    conn: Conn,
-    ticket: Ticket,
-    *,
-    actor: str,
-    note: str,
-    now: datetime,
-    config: TicketConfig,
-    data: dict[str, Any],
-) -> Ticket:
-    cancel_timers(conn, ticket.id, now, ["auto_close"])
-    updated, _ = _move(
-        conn,
-        ticket,
-        "closed",
-        actor=actor,
-        note=note,
-        now=now,
-        kind="closed",
-        changes={"closed_at": now},
-        data={"reason": data.get("reason", "closed")},
-    )
-    _settle_followers(conn, updated, "closed", now, config)
-    return updated
-
-
-def _cancel(
-    conn: Conn,
-    ticket: Ticket,
-    *,
-    actor: str,
-    note: str,
-    now: datetime,
-    config: TicketConfig,
-    data: dict[str, Any],
-) -> Ticket:
-    if not note.strip():
-        raise InvalidInput("say why the ticket is cancelled (note)", field="note")
-    _end_pauses(conn, ticket.id, now)
-    cancel_timers(conn, ticket.id, now)
-    updated, _ = _move(
-        conn,
-        ticket,
-        "cancelled",
-        actor=actor,
-        note=note,
-        now=now,
-        kind="cancelled",
-        changes={"closed_at": now},
-    )
-    _settle_followers(conn, updated, "cancelled", now, config)
-    return updated
-
-
-def _reopen(
-    conn: Conn,
-    ticket: Ticket,
-    *,
-    actor: str,
-    note: str,
-    now: datetime,
-    config: TicketConfig,
-    data: dict[str, Any],
-) -> Ticket:
-    cancel_timers(conn, ticket.id, now, ["auto_close", "verify"])
-    conn.execute(
-        "UPDATE rating_tokens SET expires_at = %s WHERE ticket_id = %s "
-        "AND used_at IS NULL AND expires_at > %s",
-        [now, ticket.id, now],
-    )
-    previous = ticket.engineer_id
-    reopened, _ = _move(
-        conn,
-        ticket,
-        "reported",
-        actor=actor,
-        note=note,
-        now=now,
-        kind="reopened",
-        changes={
-            "reopen_count": ticket.reopen_count + 1,
-            "closed_at": None,
-            "verified": None,
-            "verified_at": None,
-            "self_recovered": False,
-        },
-        data={"reason": data.get("reason", "reopened"), "from": ticket.status},
-    )
-    available = (
-        previous is not None
-        and conn.execute(
-            "SELECT 1 FROM engineers WHERE id = %s AND status = 'active'", [previous]
-        ).fetchone()
-    )
-    return dispatch_ticket(
-        conn,
-        reopened,
-        actor=actor,
-        now=now,
-        config=config,
-        engineer_id=previous if available else None,
-        note="reopened: back to the engineer who resolved it"
-        if available
-        else "reopened",
-    )
-
-
-def _hand_back(
-    conn: Conn,
-    ticket: Ticket,
-    *,
-    actor: str,
-    note: str,
-    now: datetime,
-    config: TicketConfig,
-    data: dict[str, Any],
-) -> Ticket:
-    if not note.strip():
-        raise InvalidInput("say why the ticket is handed back (note)", field="note")
-    _end_pauses(conn, ticket.id, now)
-    add_event(
-        conn,
-        ticket.id,
-        at=now,
-        actor=actor,
-        kind="handed_back",
-        note=note,
-        data={"engineer_id": ticket.engineer_id},
-    )
-    return dispatch_ticket(
-        conn,
-        ticket,
-        actor=actor,
-        now=now,
-        config=config,
-        kind="reassigned",
-        note=f"handed back by {actor}: {note}",
-    )
-
-
-def _reassign(
-    conn: Conn,
-    ticket: Ticket,
-    *,
-    actor: str,
-    note: str,
-    now: datetime,
-    config: TicketConfig,
-    data: dict[str, Any],
-) -> Ticket:
-    if not note.strip():
-        raise InvalidInput("say why the ticket is reassigned (note)", field="note")
-    engineer_id = data.get("engineer_id")
-    if engineer_id is not None and int(engineer_id) == ticket.engineer_id:
-        raise Conflict(
-            f"ticket {ticket.id} is already with engineer {engineer_id}; "
-            "choose someone else"
-        )
-    _end_pauses(conn, ticket.id, now)
-    exclude = [ticket.engineer_id] if ticket.engineer_id is not None else []
-    return dispatch_ticket(
-        conn,
-        ticket,
-        actor=actor,
-        now=now,
-        config=config,
-        kind="reassigned",
-        note=f"reassigned: {note}",
-        exclude=exclude,
-        engineer_id=int(engineer_id) if engineer_id is not None else None,
-    )
-
-
-def _change_priority(
-    conn: Conn,
-    ticket: Ticket,
-    *,
-    actor: str,
-    note: str,
-    now: datetime,
-    config: TicketConfig,
-    data: dict[str, Any],
-) -> Ticket:
-    priority = data.get("priority")
-    if priority not in PRIORITIES:
-        raise InvalidInput(
-            f"priority must be one of {', '.join(PRIORITIES)}", field="priority"
-        )
-    updated = update_ticket(conn, ticket.id, {"priority": priority}, now)
-    add_event(
-        conn,
-        ticket.id,
-        at=now,
-        actor=actor,
-        kind="priority_changed",
-        note=note,
-        data={"from": ticket.priority, "to": priority},
-    )
-    return updated
-
-
-def _merge(
-    conn: Conn,
-    ticket: Ticket,
-    *,
-    actor: str,
-    note: str,
-    now: datetime,
-    config: TicketConfig,
-    data: dict[str, Any],
-) -> Ticket:
-    into_id = data.get("into_id")
-    if into_id is None:
-        raise InvalidInput("into_id names the ticket to merge into", field="into_id")
-    into_id = int(into_id)
-    if into_id == ticket.id:
-        raise Conflict(f"ticket {ticket.id} cannot be merged into itself")
-    target = load_ticket(conn, into_id, lock=True)
-    if target.merged_into is not None or target.status == "cancelled":
-        raise Conflict(
-            f"ticket {into_id} is {target.status}"
-            + (f" and merged into {target.merged_into}" if target.merged_into else "")
-            + "; merge into the ticket that stays"
-        )
-    _end_pauses(conn, ticket.id, now)
-    cancel_timers(conn, ticket.id, now)
-    changes: dict[str, Any] = {"merged_into": into_id, "closed_at": now}
-    if target.status in ("resolved", "closed"):
-        changes |= {
-            "resolution_code": target.resolution_code,
-            "resolution_note": target.resolution_note,
-            "resolved_at": target.resolved_at,
-        }
-    else:
-        changes["resolution_code"] = "duplicate"
-    updated, _ = _move(
-        conn,
-        ticket,
-        "closed",
-        actor=actor,
-        note=note,
-        now=now,
-        kind="merged",
-        changes=changes,
-        data={"into_id": into_id},
-    )
-    update_ticket(
-        conn,
-        target.id,
-        {"me_too_count": target.me_too_count + 1 + ticket.me_too_count},
-        now,
-    )
-    add_event(
-        conn,
-        target.id,
-        at=now,
-        actor=actor,
-        kind="merge_received",
-        note=note,
-        data={"from_id": ticket.id},
-    )
-    return updated
-
-
-def _pause(
-    conn: Conn,
-    ticket: Ticket,
-    *,
-    actor: str,
-    note: str,
-    now: datetime,
-    config: TicketConfig,
-    data: dict[str, Any],
-) -> Ticket:
-    reason = data.get("reason")
-    if reason not in PAUSE_REASONS:
-        raise InvalidInput(
-            f"pause reason must be one of {', '.join(PAUSE_REASONS)}", field="reason"
-        )
-    until = data.get("until")
-    if until is not None and (not isinstance(until, datetime) or until <= now):
-        raise InvalidInput(
-            "until must be a future date and time with a time zone", field="until"
-        )
-    _end_pauses(conn, ticket.id, now)
-    conn.execute(
-        "INSERT INTO ticket_pauses "
-        "(ticket_id, reason, started_at, ends_at, actor, note) "
-        "VALUES (%s, %s, %s, %s, %s, %s)",
-        [ticket.id, reason, now, until, actor, note],
-    )
-    add_event(
-        conn,
-        ticket.id,
-        at=now,
-        actor=actor,
-        kind="paused",
-        note=note,
-        data={"reason": reason, "until": until.isoformat() if until else None},
-    )
-    return update_ticket(conn, ticket.id, {}, now)
-
-
-def _resume(
-    conn: Conn,
-    ticket: Ticket,
-    *,
-    actor: str,
-    note: str,
-    now: datetime,
-    config: TicketConfig,
-    data: dict[str, Any],
-) -> Ticket:
-    if not _end_pauses(conn, ticket.id, now):
-        raise Conflict(f"ticket {ticket.id} is not paused; nothing to resume")
-    add_event(conn, ticket.id, at=now, actor=actor, kind="resumed", note=note)
-    return update_ticket(conn, ticket.id, {}, now)
-
-
-def _note(
-    conn: Conn,
-    ticket: Ticket,
-    *,
-    actor: str,
-    note: str,
-    now: datetime,
-    config: TicketConfig,
-    data: dict[str, Any],
-) -> Ticket:
-    if not note.strip():
-        raise InvalidInput("a note needs some text", field="note")
-    add_event(conn, ticket.id, at=now, actor=actor, kind="note", note=note)
-    return update_ticket(conn, ticket.id, {}, now)
-
-
-def _self_recover(
-    conn: Conn,
-    ticket: Ticket,
-    *,
-    actor: str,
-    note: str,
-    now: datetime,
-    config: TicketConfig,
-    data: dict[str, Any],
-) -> Ticket:
-    cancel_timers(conn, ticket.id, now)
-    updated, _ = _move(
-        conn,
-        ticket,
-        "closed",
-        actor=actor,
-        note=note or "the fault cleared before an engineer accepted the ticket",
-        now=now,
-        kind="self_recovered",
-        changes={
-            "closed_at": now,
-            "self_recovered": True,
-            "resolution_code": "self_recovered",
-        },
-    )
-    _settle_followers(conn, updated, "closed", now, config)
-    return updated
-
-
-_HANDLERS = {
-    "accept": _accept,
-    "schedule": _schedule,
-    "resolve": _resolve,
-    "close": _close,
-    "cancel": _cancel,
-    "reopen": _reopen,
-    "hand_back": _hand_back,
-    "reassign": _reassign,
-    "change_priority": _change_priority,
-    "merge": _merge,
-    "pause": _pause,
-    "resume": _resume,
-    "note": _note,
-    "self_recover": _self_recover,
-}
-
-
-def _tell_reporters(
-    conn: Conn,
-    ticket: Ticket,
-    event_id: int,
-    *,
-    event: str,
-    now: datetime,
-    config: TicketConfig,
-    rate: bool = False,
-) -> None:
-    """Tell the reporter of this ticket and of the duplicates merged into it.
-
-    With ``rate`` each reporter also gets a single-use rating link.
-    """
-    merged = find_tickets(conn, sql.SQL("merged_into = %s"), [ticket.id])
-    for each in [ticket, *merged]:
-        if not each.reporter_phone:
-            continue
-        rating_url = None
-        if rate:
-            token = _new_rating_token(conn, ticket.id, now, config.rating_window)
-            rating_url = rating_link(config, token)
-        notices.notify_reporter(
-            conn,
-            each,
-            event_id=event_id,
-            event=event,
-            now=now,
-            config=config,
-            rating_url=rating_url,
-        )
-
-
-def _settle_followers(
-    conn: Conn, ticket: Ticket, outcome: str, now: datetime, config: TicketConfig
-) -> None:
-    """Give the tickets under an incident, and merged duplicates, its outcome."""
-    followers = find_tickets(
-        conn,
-        sql.SQL("(parent_id = %s AND ticket_is_open(status)) OR merged_into = %s"),
-        [ticket.id, ticket.id],
-    )
-    for follower in followers:
-        if follower.merged_into == ticket.id:
-            if outcome in ("resolved", "closed"):
-                update_ticket(
-                    conn,
-                    follower.id,
-                    {
-                        "resolution_code": ticket.resolution_code,
-                        "resolution_note": ticket.resolution_note,
-                        "resolved_at": ticket.resolved_at,
-                    },
-                    now,
-                )
-            continue
-        status = "cancelled" if outcome == "cancelled" else "closed"
-        cancel_timers(conn, follower.id, now)
-        moved, _ = _move(
-            conn,
-            follower,
-            status,
-            actor=SYSTEM_ACTOR,
-            note=f"settled with network incident #{ticket.id} ({outcome})",
-            now=now,
-            kind="settled_by_parent",
-            changes={
-                "closed_at": now,
-                "resolution_code": ticket.resolution_code,
-                "resolved_at": ticket.resolved_at,
-            },
-            data={"parent_id": ticket.id},
-        )
-        refresh_sla(conn, moved, now, calendars=config.calendars)
 
 
 # Queues and views ------------------------------------------------------------
@@ -1434,10 +639,6 @@ def ticket_by_status_token(conn: Conn, token: str) -> Ticket:
 # Rating ----------------------------------------------------------------------
 
 
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
-
-
 def issue_rating_token(
     conn: Conn,
     ticket_id: int,
@@ -1451,23 +652,7 @@ def issue_rating_token(
         raise Conflict(
             f"ticket {ticket_id} is {ticket.status}; only a resolved ticket is rated"
         )
-    return _new_rating_token(conn, ticket_id, now, valid_for)
-
-
-def _new_rating_token(
-    conn: Conn, ticket_id: int, now: datetime, valid_for: timedelta
-) -> str:
-    token = secrets.token_urlsafe(24)
-    conn.execute(
-        "INSERT INTO rating_tokens (digest, ticket_id, created_at, expires_at) "
-        "VALUES (%s, %s, %s, %s)",
-        [_digest(token), ticket_id, now, now + valid_for],
-    )
-    return token
-
-
-def rating_link(config: TicketConfig, token: str) -> str:
-    return f"{config.public_url}{RATING_PATH}{token}"
+    return new_rating_token(conn, ticket_id, now, valid_for)
 
 
 def rating_ticket(conn: Conn, token: str, now: datetime) -> Ticket:
@@ -1475,7 +660,7 @@ def rating_ticket(conn: Conn, token: str, now: datetime) -> Ticket:
     row = conn.execute(
         "SELECT ticket_id FROM rating_tokens WHERE digest = %s AND used_at IS NULL "
         "AND expires_at > %s",
-        [_digest(token), now],
+        [rating_digest(token), now],
     ).fetchone()
     if row is None:
         raise NotFound("this rating link has been used or has expired")
@@ -1501,7 +686,7 @@ def rate(
     row = conn.execute(
         "UPDATE rating_tokens SET used_at = %s WHERE digest = %s AND used_at IS NULL "
         "AND expires_at > %s RETURNING ticket_id",
-        [now, _digest(token), now],
+        [now, rating_digest(token), now],
     ).fetchone()
     if row is None:
         raise NotFound("this rating link has been used or has expired")
