@@ -537,3 +537,31 @@ def test_production_refuses_to_hand_out_a_plain_broker_url(
     assert response.status_code == 503
     assert "EDUFLEET_BROKER_PUBLIC_URL" in response.json()["detail"]
     assert conn.execute("SELECT uses FROM enrollment_tokens").fetchone() == (0,)
+
+
+def test_cli_revokes_a_device_identity(
+    *,
+    api: str,
+    conn: Conn,
+    school: str,
+    dynsec_broker: DynsecBroker,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from edufleet_collector.cli import main
+
+    identity = EnrollResponse.model_validate(enroll(api, body(token_for(conn))).json())
+    monkeypatch.setenv("EDUFLEET_MQTT_URL", dynsec_broker.url)
+    monkeypatch.setenv("EDUFLEET_MQTT_ADMIN_USERNAME", dynsec_broker.admin[0])
+    monkeypatch.setenv("EDUFLEET_MQTT_ADMIN_PASSWORD", dynsec_broker.admin[1])
+
+    assert main(["broker", "revoke", identity.device_id]) == 0
+    assert "revoked" in capsys.readouterr().out
+    assert main(["broker", "revoke", "no-such-device"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+    retry = MqttProbe(dynsec_broker.url, identity.username, identity.password)
+    try:
+        assert retry.connect().is_failure
+    finally:
+        retry.close()

@@ -1,4 +1,4 @@
-"""``edufleet broker init``: create the broker's dynamic security file."""
+"""``edufleet broker init|revoke``: the broker's dynamic security identities."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import os
 from pathlib import Path
 
 from ..broker import roles
-from ..errors import ConfigError
+from ..broker.dynsec import DynsecClient
+from ..enrollment import revoke_device_identity
+from ..errors import ConfigError, NotFound
+from .common import connect, start
 
 DEFAULT_FILE = "/var/lib/mosquitto/dynamic-security.json"
 
@@ -34,6 +37,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--file", default=DEFAULT_FILE, help=f"where to write (default {DEFAULT_FILE})"
     )
     init.set_defaults(handler=run_broker_init)
+
+    revoke = broker_sub.add_parser(
+        "revoke",
+        help="delete a device's broker login (done by retiring it, too)",
+        description="Revoke the MQTT identity of a device, which disconnects it. "
+        "Uses EDUFLEET_MQTT_ADMIN_USERNAME / _PASSWORD. The device can enroll "
+        "again with a school token.",
+    )
+    revoke.add_argument("device", help="device id (the MQTT username), e.g. d1a2b3c4")
+    revoke.set_defaults(handler=run_broker_revoke)
 
 
 def _password(variable: str) -> tuple[str, bool]:
@@ -85,4 +98,32 @@ def run_broker_init(args: argparse.Namespace) -> int:
         "ingest EDUFLEET_MQTT_USERNAME / _PASSWORD; make the file owned by the "
         "mosquitto user"
     )
+    return 0
+
+
+def run_broker_revoke(args: argparse.Namespace) -> int:
+    settings = start(log_level="WARNING")
+    if not settings.mqtt_admin_username or settings.mqtt_admin_password is None:
+        raise ConfigError(
+            "set EDUFLEET_MQTT_ADMIN_USERNAME and EDUFLEET_MQTT_ADMIN_PASSWORD to "
+            "the broker's dynamic security admin"
+        )
+    with connect(settings) as conn:
+        row = conn.execute(
+            "SELECT id FROM devices WHERE uid = %s", [args.device]
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"device {args.device!r} does not exist")
+        dynsec = DynsecClient.from_url(
+            settings.mqtt_url,
+            settings.mqtt_admin_username,
+            settings.mqtt_admin_password.get_secret_value(),
+            tls_ca_file=settings.mqtt_ca_file,
+        )
+        with dynsec:
+            revoked = revoke_device_identity(conn, dynsec, int(row[0]))
+    if revoked:
+        print(f"device {args.device!r}: broker identity revoked")
+    else:
+        print(f"device {args.device!r} had no broker identity")
     return 0
