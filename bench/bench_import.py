@@ -122,8 +122,12 @@ def _write_csv(path: Path, rows: list[list[object]]) -> None:
 
 
 def _write_xlsx(path: Path, rows: list[list[object]]) -> None:
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet()
+    # A normal (not write-only) workbook records the sheet size, as Excel and
+    # WPS do. openpyxl stores text inline, which reads slower than the shared
+    # strings Excel writes, so these figures are on the cautious side.
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
     sheet.append(HEADER)
     for row in rows:
         sheet.append(row)
