@@ -19,7 +19,11 @@ from datetime import UTC, datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from edufleet_collector.analytics import refresh_rollups, refresh_service_periods
+from edufleet_collector.analytics import (
+    refresh_rollups,
+    refresh_service_periods,
+    refresh_summaries,
+)
 
 CST = timezone(timedelta(hours=8))
 WEEK_FROM = datetime(2026, 3, 2, tzinfo=CST)
@@ -175,6 +179,7 @@ def week(conn: psycopg.Connection) -> dict[str, int]:
     # d4: still open since Thursday 10:00.
     _ticket(conn, ids["d4"], b, at(5, 10))
     refresh_service_periods(conn, WEEK_FROM)
+    refresh_summaries(conn)
     return ids
 
 
@@ -394,3 +399,21 @@ def test_school_without_any_calendar_uses_default_hours(conn):
     )
     # The default calendar: every weekday, no holidays, 7.5 h.
     assert seconds == 5 * 7.5 * 3600
+
+
+def test_failure_rates_and_replacement_ranking(conn, week):
+    refresh_rollups(conn, WEEK_TO)
+    row = conn.execute(
+        "SELECT devices, failures, failures_per_device_year, mtbf_days "
+        "FROM failure_rates WHERE category = 'desktop'"
+    ).fetchone()
+    # d1 twice, d2 once (its cancelled report aside), d4 and the spare once.
+    assert row == (4, 5, 1.25, pytest.approx(4 * 365 / 5))
+    ranked = [
+        r[0]
+        for r in conn.execute(
+            "SELECT device_id FROM replacement_candidates ORDER BY rank LIMIT 3"
+        )
+    ]
+    # Scores: d1 0.5 + 41 h down; d4 0.25 + 86 h down; d2 0.25 + 30 h down.
+    assert ranked == [week["d1"], week["d4"], week["d2"]]

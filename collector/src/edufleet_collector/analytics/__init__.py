@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from ..db import Conn
-from .rollups import RollupReport, refresh_rollups
+from .rollups import RollupReport, refresh_rollups, refresh_summaries
 from .service_periods import ServicePeriodsReport, refresh_service_periods
 from .watermarks import watermark
 
@@ -20,6 +20,7 @@ __all__ = [
     "ServicePeriodsReport",
     "refresh_rollups",
     "refresh_service_periods",
+    "refresh_summaries",
     "run_due_analytics",
 ]
 

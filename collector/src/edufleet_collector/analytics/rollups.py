@@ -10,7 +10,9 @@
   since the last run, every ticket whose pauses changed, and every open one
   (their clocks keep running).
 - **device_reliability**: failures and downtime over the last 365 days, rebuilt
-  at most once an hour.
+  at most once an hour, followed by the registry summaries (materialised
+  views: device counts per school, asset counts, failure rates, the
+  replacement list), refreshed concurrently so readers never wait.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+
+from psycopg import sql
 
 from ..db import Conn
 from ..db.migrate import storage_mode_of
@@ -38,6 +42,13 @@ CHANGE_MARGIN = timedelta(minutes=5)
 transactions that committed after it with an earlier clock."""
 RELIABILITY_EVERY = timedelta(hours=1)
 RELIABILITY_WINDOW = timedelta(days=365)
+SUMMARIES = (
+    "school_device_counts",
+    "asset_counts",
+    "failure_rates",
+    "replacement_candidates",
+)
+"""Materialised views refreshed after device_reliability, in this order."""
 
 _MINUTE_SQL = """
 INSERT INTO telemetry_1m
@@ -208,6 +219,16 @@ def refresh_reliability(conn: Conn, now: datetime) -> int:
     return count
 
 
+def refresh_summaries(conn: Conn) -> None:
+    """Refresh the registry summaries (see SUMMARIES) without blocking readers."""
+    for name in SUMMARIES:
+        conn.execute(
+            sql.SQL("REFRESH MATERIALIZED VIEW CONCURRENTLY {}").format(
+                sql.Identifier(name)
+            )
+        )
+
+
 def refresh_rollups(conn: Conn, now: datetime) -> RollupReport:
     """Run every analytics refresh that is due; one transaction, idempotent."""
     report = RollupReport()
@@ -220,6 +241,7 @@ def refresh_rollups(conn: Conn, now: datetime) -> RollupReport:
         last = watermark(conn, "device_reliability")
         if last is None or now - last >= RELIABILITY_EVERY:
             report.reliability = refresh_reliability(conn, now)
+            refresh_summaries(conn)
     log.debug(
         "rollups: %d minute rows, %d hour rows, %d SLA facts, reliability %s",
         report.minutes,

@@ -156,7 +156,8 @@ COMMENT ON VIEW device_downtime_spans IS
 -- Merged downtime of each device inside [p_from, p_to), open spans clipped at
 -- p_now. Overlapping tickets of one device count once.
 CREATE FUNCTION downtime_intervals(
-    p_from timestamptz, p_to timestamptz, p_now timestamptz DEFAULT now()
+    p_from timestamptz, p_to timestamptz, p_now timestamptz DEFAULT now(),
+    p_device bigint DEFAULT NULL
 ) RETURNS TABLE (device_id bigint, school_id bigint, starts timestamptz, ends timestamptz)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     WITH spans AS (
@@ -165,6 +166,7 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
                least(d.ends, p_to, p_now) AS e
         FROM device_downtime_spans d
         WHERE d.ends > p_from AND d.starts < p_to
+          AND (p_device IS NULL OR d.device_id = p_device)
     ), marked AS (
         SELECT spans.*,
                CASE WHEN s <= max(e) OVER (
@@ -180,13 +182,15 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT islands.device_id, min(islands.school_id), min(s), max(e)
     FROM islands GROUP BY islands.device_id, island
 $$;
-COMMENT ON FUNCTION downtime_intervals(timestamptz, timestamptz, timestamptz) IS
-    'Merged downtime spans per device inside [from, to), open tickets clipped at now.';
+COMMENT ON FUNCTION downtime_intervals(timestamptz, timestamptz, timestamptz, bigint) IS
+    'Merged downtime spans per device (or the one given) inside [from, to), '
+    'open tickets clipped at now.';
 
 -- Downtime of each device that had any inside [p_from, p_to), in wall-clock
 -- seconds and in the seconds that fall in its school's service hours.
 CREATE FUNCTION device_downtime(
-    p_from timestamptz, p_to timestamptz, p_now timestamptz DEFAULT now()
+    p_from timestamptz, p_to timestamptz, p_now timestamptz DEFAULT now(),
+    p_device bigint DEFAULT NULL
 ) RETURNS TABLE (device_id bigint, school_id bigint, down_seconds double precision,
                  down_service_seconds double precision)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
@@ -200,11 +204,11 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
                  AND p.starts > d.starts - interval '1 day'
                  AND p.ends > d.starts
            )), 0)::double precision
-    FROM downtime_intervals(p_from, p_to, p_now) d
+    FROM downtime_intervals(p_from, p_to, p_now, p_device) d
     LEFT JOIN school_service_calendars c ON c.school_id = d.school_id
     GROUP BY d.device_id, d.school_id
 $$;
-COMMENT ON FUNCTION device_downtime(timestamptz, timestamptz, timestamptz) IS
+COMMENT ON FUNCTION device_downtime(timestamptz, timestamptz, timestamptz, bigint) IS
     'Per device with downtime in [from, to): wall-clock and service-hour seconds down.';
 
 -- Devices that count for availability: those meant to be in use.
@@ -215,6 +219,16 @@ WHERE d.status IN ('in_service', 'under_repair');
 COMMENT ON VIEW availability_devices IS
     'Devices counted by availability: in service or under repair (not spare, '
     'not retired), with whether their category is always on.';
+
+-- How many counted devices each school has, and how many are always on.
+CREATE MATERIALIZED VIEW school_device_counts AS
+SELECT a.school_id, count(*) AS devices, count(*) FILTER (WHERE a.always_on) AS always_on
+FROM availability_devices a
+GROUP BY a.school_id;
+CREATE UNIQUE INDEX school_device_counts_key ON school_device_counts (school_id);
+COMMENT ON MATERIALIZED VIEW school_device_counts IS
+    'Counted devices per school (all, and always-on); refreshed hourly, so a '
+    'device added or retired counts from the next refresh on.';
 
 -- Service time of every school inside [p_from, p_to), the window ending at
 -- p_now at the latest (hours still to come count neither way): in its
@@ -259,7 +273,8 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
                     ELSE coalesce(x.down_service_seconds, 0) END AS down_seconds
         FROM availability_devices a
         JOIN school_service_totals(p_from, p_to, p_now) t ON t.school_id = a.school_id
-        LEFT JOIN device_downtime(p_from, p_to, p_now) x ON x.device_id = a.device_id
+        LEFT JOIN device_downtime(p_from, p_to, p_now, p_device) x
+            ON x.device_id = a.device_id
         WHERE p_device IS NULL OR a.device_id = p_device
     )
     SELECT f.*, CASE WHEN f.service_seconds > 0
@@ -271,18 +286,14 @@ COMMENT ON FUNCTION device_availability(timestamptz, timestamptz, timestamptz, b
     'service seconds / service seconds. Always-on categories use wall-clock time.';
 
 -- Availability per school in [p_from, p_to), summed over its devices without
--- visiting every device twice: device counts per school, downtime only for
--- the devices that had some.
+-- visiting every device: device counts per school (school_device_counts),
+-- downtime only for the devices that had some.
 CREATE FUNCTION school_availability(
     p_from timestamptz, p_to timestamptz, p_now timestamptz DEFAULT now()
 ) RETURNS TABLE (school_id bigint, devices bigint, service_seconds double precision,
                  down_seconds double precision, availability double precision)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    WITH counts AS (
-        SELECT a.school_id, count(*) AS devices,
-               count(*) FILTER (WHERE a.always_on) AS always_on
-        FROM availability_devices a GROUP BY a.school_id
-    ), down AS (
+    WITH down AS (
         SELECT x.school_id,
                sum(CASE WHEN a.always_on THEN x.down_seconds
                         ELSE x.down_service_seconds END) AS seconds
@@ -294,7 +305,7 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
                ((n.devices - n.always_on) * t.service_seconds
                 + n.always_on * t.clock_seconds)::double precision AS service_seconds,
                coalesce(d.seconds, 0)::double precision AS down_seconds
-        FROM counts n
+        FROM school_device_counts n
         JOIN school_service_totals(p_from, p_to, p_now) t ON t.school_id = n.school_id
         LEFT JOIN down d ON d.school_id = n.school_id
     )
@@ -529,7 +540,7 @@ COMMENT ON TABLE device_reliability IS
     'Per device with failures in the last 365 days: count, merged downtime in '
     'wall-clock seconds, last failure; rebuilt by the rollup job.';
 
-CREATE VIEW failure_rates AS
+CREATE MATERIALIZED VIEW failure_rates AS
 SELECT d.category, d.brand, d.model, age_band(d.purchase_date, current_date) AS age_band,
        count(*) AS devices,
        coalesce(sum(r.failures), 0) AS failures,
@@ -540,22 +551,25 @@ FROM devices d
 LEFT JOIN device_reliability r ON r.device_id = d.id
 WHERE d.status <> 'retired'
 GROUP BY 1, 2, 3, 4;
-COMMENT ON VIEW failure_rates IS
+CREATE UNIQUE INDEX failure_rates_key ON failure_rates (category, brand, model, age_band);
+COMMENT ON MATERIALIZED VIEW failure_rates IS
     'Per category, brand, model and age band over the last 365 days: devices, '
     'failures, failures per device-year, and mean time between failures in '
-    'days (device-days in service / failures).';
+    'days (device-days in service / failures). Refreshed hourly.';
 
 -- ---------------------------------------------------------------------------
 -- Assets and procurement
 -- ---------------------------------------------------------------------------
 
-CREATE VIEW asset_counts AS
+CREATE MATERIALIZED VIEW asset_counts AS
 SELECT d.school_id, d.category, age_band(d.purchase_date, current_date) AS age_band,
        d.status, count(*) AS devices, coalesce(sum(d.price), 0) AS value
 FROM devices d
 GROUP BY 1, 2, 3, 4;
-COMMENT ON VIEW asset_counts IS
-    'Devices and their purchase value by school, category, age band and status.';
+CREATE UNIQUE INDEX asset_counts_key ON asset_counts (school_id, category, age_band, status);
+COMMENT ON MATERIALIZED VIEW asset_counts IS
+    'Devices and their purchase value by school, category, age band and '
+    'status. Refreshed hourly.';
 
 CREATE VIEW warranties_expiring AS
 SELECT d.id AS device_id, d.asset_tag, d.category, d.brand, d.model, d.school_id,
@@ -584,7 +598,7 @@ COMMENT ON VIEW devices_past_service_life IS
 -- service life used (capped at 2), failures in the last year (a quarter point
 -- each, capped at 2) and downtime in the last year (a point per 10 days,
 -- capped at 1). Only devices at 80 % of their life or with a failure appear.
-CREATE VIEW replacement_candidates AS
+CREATE MATERIALIZED VIEW replacement_candidates AS
 WITH scored AS (
     SELECT d.id AS device_id, d.asset_tag, d.category, d.brand, d.model, d.school_id,
            d.purchase_date, c.service_life_years,
@@ -603,8 +617,11 @@ SELECT s.*,
                              + least(s.down_days / 10, 1) DESC, s.device_id) AS rank
 FROM scored s
 WHERE s.life_used >= 0.8 OR s.failures > 0;
-COMMENT ON VIEW replacement_candidates IS
-    'Devices ranked for replacement by age, failures and downtime (see score).';
+CREATE UNIQUE INDEX replacement_candidates_key ON replacement_candidates (device_id);
+CREATE INDEX replacement_candidates_rank_idx ON replacement_candidates (rank);
+COMMENT ON MATERIALIZED VIEW replacement_candidates IS
+    'Devices ranked for replacement by age, failures and downtime (see '
+    'score). Refreshed hourly.';
 
 -- ---------------------------------------------------------------------------
 -- The wall
@@ -626,7 +643,10 @@ LEFT JOIN (
            count(*) FILTER (WHERE ticket_colour(t.status) = 'red') AS red,
            count(*) FILTER (WHERE ticket_colour(t.status) = 'yellow') AS yellow
     FROM tickets t
-    WHERE ticket_is_open(t.status) AND t.merged_into IS NULL
+    -- The open states spelled out (ticket_is_open) so the planner estimates
+    -- them from the status statistics and reads tickets_status_idx.
+    WHERE t.status IN ('reported', 'dispatched', 'accepted', 'scheduled')
+      AND t.merged_into IS NULL
     GROUP BY t.school_id
 ) w ON w.school_id = s.id;
 COMMENT ON VIEW school_status IS

@@ -40,7 +40,7 @@ BEGIN
         device_reliability, failure_rates, asset_counts, warranties_expiring,
         devices_past_service_life, replacement_candidates, school_status,
         ticket_events, ticket_pauses, ticket_ratings, school_engineers,
-        analytics_watermarks, ticket_board
+        analytics_watermarks, ticket_board, school_device_counts
     TO edufleet_grafana;
     GRANT SELECT (id, kind, device_id, school_id, room_id, source, fault_code,
                   symptom, severity, title, priority, status, engineer_id,
