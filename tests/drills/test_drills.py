@@ -191,3 +191,115 @@ def _up(base: str) -> bool:
     except httpx.HTTPError:
         return False
     return True
+
+
+AGENT_CONFIG = """
+[agent]
+device_id = "{uid}"
+state_dir = "{state}"
+credentials_file = "{state}/none.json"
+queue_quota_mb = 0.05
+interval_s = 0.2
+log_level = "info"
+
+[mqtt]
+url = "{url}"
+will_delay_s = 5
+backoff_initial_s = 0.5
+backoff_cap_s = 2
+
+[probes.host]
+enabled = true
+
+[probes.reachability]
+enabled = false
+
+[probes.process]
+enabled = true
+interval_s = 0.5
+names = ["efmarker"]
+"""
+
+
+def test_drill_agent_exhausts_its_disk_quota(stack, record, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    stack.start("ingest", "ingest", "--metrics-port", "0")
+    stack.wait_for(
+        lambda: "subscribed" in stack.log("ingest"), 60, "ingest to subscribe"
+    )
+    uid = "drill-agent-01"
+    device_id = stack.scalar(
+        "INSERT INTO devices (uid, asset_tag, category, school_id) "
+        "SELECT %s, 'DRILL-AGENT-01', 'desktop', min(id) FROM schools RETURNING id",
+        uid,
+    )
+    marker = tmp_path / "efmarker"
+    shutil.copy("/bin/sleep", marker)
+    state = tmp_path / "state"
+    state.mkdir()
+    config = tmp_path / "agent.toml"
+    config.write_text(AGENT_CONFIG.format(uid=uid, state=state, url=stack.broker.url))
+
+    stack.broker.stop()
+    running = subprocess.Popen([str(marker), "1000"])
+    agent_log = open(tmp_path / "agent.log", "wb")  # noqa: SIM115
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "edufleet_agent.cli", "run", "--config", str(config)],
+        env=stack.env,
+        stdout=agent_log,
+        stderr=subprocess.STDOUT,
+    )
+    toggles = 4
+    try:
+        time.sleep(3)
+        for _ in range(toggles):
+            running.kill()
+            running.wait()
+            time.sleep(2.5)  # two failed checks open PROCESS_NOT_RUNNING
+            running = subprocess.Popen([str(marker), "1000"])
+            time.sleep(2.5)  # two good checks clear it
+        time.sleep(8)  # telemetry keeps coming while the broker is away
+        log_text = (tmp_path / "agent.log").read_text(errors="replace")
+        thinned = "reached its quota" in log_text
+        assert agent.poll() is None, log_text[-3000:]
+
+        stack.broker.start()
+        expected = 2 * toggles
+        faults = stack.wait_count(
+            "SELECT count(*) FROM fault_events "
+            f"WHERE device_id = {device_id} AND code = 'PROCESS_NOT_RUNNING'",
+            expected,
+        )
+        telemetry = stack.scalar(
+            "SELECT count(*) FROM telemetry WHERE device_id = %s", device_id
+        )
+        generated = stack.scalar(
+            "SELECT max(seq) FROM telemetry WHERE device_id = %s", device_id
+        )
+        order = stack.scalar(
+            "SELECT count(*) FROM (SELECT action, lag(action) OVER (ORDER BY seq) "
+            f"AS prev FROM fault_events WHERE device_id = {device_id}) e "
+            "WHERE action = prev"
+        )
+    finally:
+        agent.terminate()
+        agent.wait(20)
+        running.kill()
+        agent_log.close()
+    state_now = stack.scalar(
+        "SELECT count(*) FROM device_state WHERE device_id = %s AND state = 'sleeping'",
+        device_id,
+    )
+    record(
+        f"drill agent disk quota: {expected} fault events raised offline, {faults} "
+        f"arrived (in order: {order == 0}); telemetry thinned to {telemetry} of "
+        f"the last sequence number {generated}; quota hit: {thinned}"
+    )
+    assert thinned, "the queue never reached its quota; the drill tested nothing"
+    assert faults == expected
+    assert order == 0, "fault events arrived out of order"
+    assert 0 < telemetry < generated
+    assert state_now == 1, "a graceful stop did not leave the device sleeping"
