@@ -1,9 +1,12 @@
 """Ledger cell parsers and file decoding, tested on literal inputs."""
 
+import io
+import zipfile
 from datetime import date, datetime
 from decimal import Decimal
 
 import pytest
+from openpyxl import Workbook
 
 from edufleet_collector.registry.ledger_fields import (
     CategoryMap,
@@ -207,5 +210,28 @@ def test_read_ledger_refuses_old_xls_workbooks():
 
 
 def test_read_ledger_reports_a_damaged_xlsx():
-    with pytest.raises(LedgerFileError, match=r"cannot be opened as an \.xlsx"):
+    with pytest.raises(LedgerFileError, match=r"cannot be read as an \.xlsx"):
         list(read_ledger(b"PK\x03\x04garbage", "ledger.xlsx").rows)
+
+
+def test_read_ledger_reports_a_workbook_whose_sheet_is_damaged():
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["资产编号", "设备类别"])
+    sheet.append(["A1", "台式机"])
+    good = io.BytesIO()
+    book.save(good)
+    damaged = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(good.getvalue())) as src,
+        zipfile.ZipFile(damaged, "w") as out,
+    ):
+        for item in src.infolist():
+            content = src.read(item)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                content = content[: len(content) // 2]
+            out.writestr(item, content)
+
+    with pytest.raises(LedgerFileError, match=r"cannot be read as an \.xlsx"):
+        list(read_ledger(damaged.getvalue(), "ledger.xlsx").rows)

@@ -15,6 +15,7 @@ import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from xml.etree.ElementTree import ParseError
 
 from openpyxl import load_workbook
 from openpyxl.utils.exceptions import InvalidFileException
@@ -40,7 +41,11 @@ class LedgerFileError(ValueError):
 
 @dataclass(frozen=True)
 class RawSheet:
-    """The rows of one ledger, with how the file was read."""
+    """The rows of one ledger, with how the file was read.
+
+    ``rows`` is lazy: iterating it may raise ``LedgerFileError`` for a file
+    that is damaged further in.
+    """
 
     kind: str
     encoding: str | None
@@ -153,17 +158,26 @@ def _csv_rows(text: str) -> Iterator[tuple[int, Sequence[Cell]]]:
         ) from exc
 
 
+_BROKEN_XLSX = (InvalidFileException, zipfile.BadZipFile, ParseError, KeyError, OSError)
+
+
 def _xlsx_rows(
     data: bytes, filename: str, is_header: Callable[[Sequence[Cell]], bool] | None
 ) -> Iterator[tuple[int, Sequence[Cell]]]:
     try:
-        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as exc:
+        yield from _workbook_rows(data, is_header)
+    except _BROKEN_XLSX as exc:
         raise LedgerFileError(
-            f"{filename!r} cannot be opened as an .xlsx workbook ({exc}); "
+            f"{filename!r} cannot be read as an .xlsx workbook ({exc}); "
             "save it again from Excel or WPS as .xlsx, or export it as CSV",
-            zh="无法打开该 .xlsx 文件，请重新保存或导出为 CSV",
+            zh="无法读取该 .xlsx 文件，请重新保存或导出为 CSV",
         ) from exc
+
+
+def _workbook_rows(
+    data: bytes, is_header: Callable[[Sequence[Cell]], bool] | None
+) -> Iterator[tuple[int, Sequence[Cell]]]:
+    book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     try:
         sheets = list(book.worksheets)
         if not sheets:
