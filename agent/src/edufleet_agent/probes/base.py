@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Generic, Protocol, TypeVar
 
@@ -45,8 +45,7 @@ class ProbeContext:
     device_id: str
     collector_host: str | None = None
     collector_port: int | None = None
-    sys_root: Path = Path("/")
-    peripherals: Mapping[str, str] = field(default_factory=dict)  # id -> kind
+    sys_root: Path = Path("/")  # where /proc and /sys are; a fixture tree in tests
 
 
 Options = TypeVar("Options", bound=ProbeOptions)
