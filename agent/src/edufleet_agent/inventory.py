@@ -228,8 +228,8 @@ def cpu_model(root: Path = Path("/")) -> str:
             ):
                 if line.lower().startswith(("model name", "hardware", "cpu model")):
                     return line.split(":", 1)[1].strip()[:200]
-        except OSError:
-            pass
+        except OSError as exc:
+            log.debug("cannot read the CPU model: %s", exc)
     if sys.platform == "darwin":
         output = _run(["sysctl", "-n", "machdep.cpu.brand_string"])
         if output:

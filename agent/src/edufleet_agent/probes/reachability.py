@@ -65,8 +65,7 @@ def tcp_check(
     """
     started = time.perf_counter()
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
+        socket.create_connection((host, port), timeout=timeout).close()
     except OSError as exc:
         refused = (
             isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED
