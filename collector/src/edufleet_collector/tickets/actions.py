@@ -56,7 +56,7 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str | None]] = {
 
 ACTIONS = tuple(TRANSITIONS)
 MAX_NOTE = 4000
-RATING_PATH = "/rate/"
+RATING_PATH = "/r/"
 
 
 def allowed_actions(status: str) -> list[str]:
