@@ -42,9 +42,14 @@ def _count(conn: psycopg.Connection[tuple[object, ...]], query: str) -> int:
 def test_seed_loads_the_announced_counts(conn) -> None:  # type: ignore[no-untyped-def]
     from edufleet_collector.registry.seed import seed_province
 
+    indexes = (
+        "SELECT indexdef FROM pg_indexes WHERE tablename LIKE 'device%' ORDER BY 1"
+    )
+    before = conn.execute(indexes).fetchall()
     summary = seed_province(
         conn, schools=30, devices_per_school=50, cities=3, engineers_per_district=2
     )
+    assert conn.execute(indexes).fetchall() == before
 
     assert summary.schools == _count(conn, "SELECT count(*) FROM schools") == 30
     assert summary.devices == _count(conn, "SELECT count(*) FROM devices") == 1500
