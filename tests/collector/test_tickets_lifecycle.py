@@ -134,3 +134,97 @@ def test_unknown_symptom_is_refused_with_the_field(conn, world: World) -> None:
             now=local(2026, 9, 14, 9, 0),
         )
     assert caught.value.field == "symptom"
+
+
+def test_merged_duplicate_closes_with_the_other_tickets_outcome(
+    conn, world: World
+) -> None:
+    now = local(2026, 9, 14, 9, 0)
+    kept = service.create_ticket(
+        conn, source="qr", device_id=world.devices["projector"], actor="r", now=now
+    )
+    duplicate = service.create_ticket(
+        conn,
+        source="hotline",
+        device_id=world.devices["desktop"],
+        actor="r",
+        now=now,
+        reporter_phone="13700000000",
+    )
+    merged = service.transition(
+        conn, duplicate.id, "merge", "admin", "same cable", now, into_id=kept.id
+    )
+    assert merged.status == "closed" and merged.merged_into == kept.id
+    assert service.get_ticket(conn, kept.id).me_too_count == 1
+    view = service.ticket_status_view(conn, duplicate.id)
+    assert view.status == "dispatched" and view.colour == "red"
+
+    service.transition(conn, kept.id, "accept", "eng", "", now)
+    service.transition(
+        conn, kept.id, "resolve", "eng", "", now, resolution_code="new_cable"
+    )
+    assert service.get_ticket(conn, duplicate.id).resolution_code == "new_cable"
+    assert service.ticket_status_view(conn, duplicate.id).colour == "green"
+    # The duplicate's reporter hears of the fix on the ticket they joined.
+    told = conn.execute(
+        "SELECT count(*) FROM notifications "
+        "WHERE ticket_id = %s AND event = 'resolved'",
+        [duplicate.id],
+    ).fetchone()
+    assert told == (1,)
+
+
+def test_hand_back_goes_to_the_next_engineer_with_the_reason(
+    conn, world: World
+) -> None:
+    now = local(2026, 9, 14, 9, 0)
+    ticket = service.create_ticket(
+        conn, source="qr", device_id=world.devices["projector"], actor="r", now=now
+    )
+    service.transition(conn, ticket.id, "accept", "eng", "", now)
+    with pytest.raises(InvalidInput):
+        service.transition(conn, ticket.id, "hand_back", "eng", "", now)
+    moved = service.transition(conn, ticket.id, "hand_back", "eng", "no ladder", now)
+    assert moved.status == "dispatched"
+    assert moved.engineer_id == world.engineers["backup1"]
+    assert "no ladder" in moved.dispatch_reason
+    # Reassigning by hand names the engineer.
+    again = service.transition(
+        conn,
+        ticket.id,
+        "reassign",
+        "admin",
+        "knows the model",
+        now,
+        engineer_id=world.engineers["pool_av"],
+    )
+    assert again.engineer_id == world.engineers["pool_av"]
+    assert again.dispatch_rule == "manual"
+
+
+def test_cancel_needs_a_reason_and_stops_every_timer(conn, world: World) -> None:
+    now = local(2026, 9, 14, 9, 0)
+    ticket = service.create_ticket(
+        conn, source="qr", device_id=world.devices["projector"], actor="r", now=now
+    )
+    with pytest.raises(InvalidInput) as caught:
+        service.transition(conn, ticket.id, "cancel", "admin", "", now)
+    assert caught.value.field == "note"
+    cancelled = service.transition(conn, ticket.id, "cancel", "admin", "test", now)
+    assert cancelled.colour == "grey"
+    pending = conn.execute(
+        "SELECT count(*) FROM ticket_timers WHERE ticket_id = %s "
+        "AND fired_at IS NULL AND cancelled_at IS NULL",
+        [ticket.id],
+    ).fetchone()
+    assert pending == (0,)
+    with pytest.raises(Conflict):
+        service.transition(conn, ticket.id, "reopen", "admin", "", now)
+
+
+def test_ticket_colour_sql_function_agrees_with_the_model(conn) -> None:  # type: ignore[no-untyped-def]
+    from edufleet_collector.tickets import COLOURS, STATUSES
+
+    for status in STATUSES:
+        row = conn.execute("SELECT ticket_colour(%s)", [status]).fetchone()
+        assert row == (COLOURS[status],)

@@ -263,3 +263,48 @@ def test_worker_pass_fires_timers_and_keeps_partitions(
         "SELECT count(*) FROM pg_inherits WHERE inhparent = 'telemetry'::regclass"
     ).fetchone()
     assert partitions is not None and partitions[0] > 0
+
+
+def test_undispatched_ticket_is_retried_when_an_engineer_frees_up(
+    conn, world: World
+) -> None:
+    clock = Clock(local(2026, 9, 14, 9, 0))
+    conn.execute("UPDATE engineers SET status = 'inactive'")
+    ticket = _report(conn, world, clock)
+    assert ticket.status == "reported"
+    conn.execute(
+        "UPDATE engineers SET status = 'active' WHERE id = %s",
+        [world.engineers["backup2"]],
+    )
+    conn.commit()
+    clock.advance(minutes=11)
+    _fire(conn, clock)
+    retried = service.get_ticket(conn, ticket.id)
+    assert retried.status == "dispatched"
+    assert retried.engineer_id == world.engineers["backup2"]
+
+
+def test_worker_command_runs_one_pass(conn, world: World, database_url: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    ticket = _report(conn, world, Clock(local(2026, 9, 14, 9, 0)))
+    env = dict(
+        os.environ, EDUFLEET_DATABASE_URL=database_url, EDUFLEET_LOG_LEVEL="ERROR"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "edufleet_collector.cli", "worker", "--once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    # Every timer of a ticket reported in September is long due; the
+    # notifications go to a closed port and wait for a retry.
+    fired = int(done.stdout.split("timers fired: ")[1].split(";")[0])
+    assert fired >= 2
+    assert "retried: 0" not in done.stdout
+    assert service.get_ticket(conn, ticket.id).engineer_id != world.engineers["primary"]
