@@ -47,7 +47,9 @@ class WorkerOptions:
 
     interval: float = 2.0
     timer_batch: int = 100
-    outbox_batch: int = 20
+    outbox_batch: int = 10
+    """Notifications claimed at once; with the send timeout, keep their total
+    sending time under ``lease``, or another worker may send them again."""
     lease: timedelta = timedelta(minutes=2)
     max_attempts: int = 8
     backoff: Backoff = DEFAULT_BACKOFF
