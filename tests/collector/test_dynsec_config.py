@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,61 @@ def _start_shipped(tmp_path: Path) -> None:
         assert f"port {tls}" in log and "Error" not in log
     finally:
         broker.stop()
+
+
+def test_offline_ingest_session_keeps_more_than_the_default_queue(
+    private_broker: MosquittoProcess,
+) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    # Mosquitto's default max_queued_messages is 1,000, with which only about
+    # that many would arrive; the shipped limits hold far more for a shared
+    # subscription whose consumer is away.
+    count = 5000
+    received: list[bytes] = []
+
+    def session(connected: list[bool]) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="ingest-0", protocol=mqtt.MQTTv5
+        )
+        client.on_connect = lambda c, u, f, rc, p: connected.append(True)
+        client.on_message = lambda c, u, m: received.append(m.payload)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        client.connect(
+            "127.0.0.1", private_broker.port, clean_start=False, properties=props
+        )
+        client.loop_start()
+        deadline = time.monotonic() + 5
+        while not connected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return client
+
+    ingest = session([])
+    ingest.subscribe("$share/edufleet/edufleet/v1/#", qos=1)
+    time.sleep(0.3)
+    ingest.disconnect()
+    ingest.loop_stop()
+
+    device = MqttProbe(private_broker.url, None, None)
+    device.connect()
+    infos = [
+        device.client.publish("edufleet/v1/dq1/telemetry", str(n), qos=1)
+        for n in range(count)
+    ]
+    for info in infos:
+        info.wait_for_publish(10)
+    device.close()
+
+    ingest = session([])
+    deadline = time.monotonic() + 20
+    while len(received) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ingest.disconnect()
+    ingest.loop_stop()
+
+    assert len(received) == count
+    assert [int(p) for p in received] == list(range(count))
