@@ -518,6 +518,7 @@ def main() -> int:
         )
 
         before_rows = count_rows(db_url)
+        paced_started = time.time()
         tracer = Tracer(mqtt_url, db_url, device_id(db_url, TRACER_UID))
         faults = FaultTracer(mqtt_url, db_url)
         workers, sent, _ = run_publishers(
@@ -556,9 +557,9 @@ def main() -> int:
                 SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY x),
                        percentile_cont(0.99) WITHIN GROUP (ORDER BY x)
                 FROM (SELECT extract(epoch FROM received_at - ts) AS x
-                      FROM telemetry WHERE ts >= now() - make_interval(secs => %s)) s
+                      FROM telemetry WHERE ts >= to_timestamp(%s)) s
                 """,
-                [args.seconds + 30],
+                [paced_started],
             ).fetchone()
         assert row is not None
         print()

@@ -98,6 +98,9 @@ class Ingest:
         inbox = self._inbox
         metrics.pending.set_function(lambda: len(inbox))
         self._wake = threading.Event()
+        self._acks: deque[tuple[int, int, int]] = deque()
+        self._closing = threading.Event()
+        self._stop_at: float | None = None
         self._generation = 0
         self._connected = threading.Event()
         self._conn: Conn | None = None
@@ -252,7 +255,7 @@ class Ingest:
                     client.disconnect()
                     raise ConnectionError("no CONNACK from the broker within 10 s")
 
-        while not self.stop.is_set():
+        while not self._closing.is_set():
             try:
                 retry(
                     connect,
@@ -260,15 +263,28 @@ class Ingest:
                     backoff=MQTT_BACKOFF,
                     what=f"connecting to the broker at {host}:{port}",
                     logger=log,
-                    stop=self.stop,
+                    stop=self._closing,
                 )
             except Stopped:
                 return
             code = MQTTErrorCode.MQTT_ERR_SUCCESS
-            while code == MQTTErrorCode.MQTT_ERR_SUCCESS and not self.stop.is_set():
-                code = client.loop(timeout=0.5)
-            if not self.stop.is_set():
+            while code == MQTTErrorCode.MQTT_ERR_SUCCESS and not self._closing.is_set():
+                code = client.loop(timeout=0.02)
+                self._send_acks()
+            if not self._closing.is_set():
                 log.warning("broker connection lost (%s); reconnecting", code)
+        self._send_acks()
+        client.disconnect()
+
+    def _send_acks(self) -> None:
+        """Acknowledge committed messages; only this thread writes to the socket."""
+        acks = self._acks
+        generation = self._generation
+        ack = self.client.ack
+        while acks:
+            mid, qos, gen = acks.popleft()
+            if gen == generation:
+                ack(mid, qos)
 
     # --- database ---------------------------------------------------------------
 
@@ -327,27 +343,38 @@ class Ingest:
     # --- the batch loop -----------------------------------------------------------
 
     def _take(self) -> list[Received]:
-        """Wait for a full batch, or for the oldest message to reach its age."""
+        """Wait for a full batch, or for the oldest message to reach its age.
+
+        Once stopping, take only what arrived before the stop: the rest stays
+        unacknowledged and the broker keeps it for the next start.
+        """
         inbox = self._inbox
         size = self.options.batch_size
         max_age = self.options.batch_ms / 1000
         while True:
+            if self.stop.is_set():
+                if self._stop_at is None:
+                    self._stop_at = time.time()
+                if not inbox or inbox[0][0].at > self._stop_at:
+                    return []
+                break
             count = len(inbox)
-            if count >= size or (count and self.stop.is_set()):
+            if count >= size:
                 break
             if count:
                 wait = inbox[0][0].at + max_age - time.time()
                 if wait <= 0:
                     break
             else:
-                if self.stop.is_set():
-                    return []
                 wait = 0.2
             self._wake.wait(wait)
             self._wake.clear()
         generation = self._generation
+        stop_at = self._stop_at
         taken = []
         for _ in range(min(len(inbox), size)):
+            if stop_at is not None and inbox[0][0].at > stop_at:
+                break
             message, gen = inbox.popleft()
             if gen == generation:
                 taken.append(message)
@@ -369,12 +396,7 @@ class Ingest:
         step = max(1, len(messages) // 100)
         for message in messages[::step]:
             metrics.broker_to_commit_seconds.observe(now - message.at)
-        if generation != self._generation:
-            return
-        ack = self.client.ack
-        for message in messages:
-            if message.qos:
-                ack(message.mid, message.qos)
+        self._acks.extend((m.mid, m.qos, generation) for m in messages if m.qos)
 
     def _writer_loop(self) -> None:
         while True:
@@ -418,7 +440,10 @@ class Ingest:
     # --- lifecycle --------------------------------------------------------------
 
     def run(self) -> None:
-        """Connect, consume until ``stop`` is set, then drain and disconnect."""
+        """Connect, consume until ``stop`` is set, then drain and disconnect.
+
+        Draining commits and acknowledges what arrived before the stop.
+        """
         retry(
             self._connection,
             retry_on=(psycopg.OperationalError,),
@@ -438,7 +463,7 @@ class Ingest:
             self._writer_loop()
         finally:
             self.stop.set()
-            self.client.disconnect()
+            self._closing.set()
             for thread in threads:
                 thread.join(timeout=10)
             self._drop_connection()
