@@ -237,9 +237,11 @@ class IngestProcess:
         self.log_path = log_path
         self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
+        self._subscribed_before = 0
 
     def start(self, wait: bool = True) -> None:
         """Start the process; by default wait until its subscriptions are in place."""
+        self._subscribed_before = self._subscriptions()
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
@@ -257,12 +259,19 @@ class IngestProcess:
         )
         log.close()
         if wait:
-            starts = self.log_path.read_text().count("subscribed to")
-            wait_for(
-                lambda: self.log_path.read_text().count("subscribed to") > starts,
-                timeout=20,
-                what=f"ingest {self.client_id!r} to subscribe",
-            )
+            self.wait_subscribed()
+
+    def _subscriptions(self) -> int:
+        if not self.log_path.exists():
+            return 0
+        return self.log_path.read_text().count("subscribed to")
+
+    def wait_subscribed(self) -> None:
+        wait_for(
+            lambda: self._subscriptions() > self._subscribed_before,
+            timeout=30,
+            what=f"ingest {self.client_id!r} to subscribe",
+        )
 
     def kill(self) -> None:
         if self.proc is not None:

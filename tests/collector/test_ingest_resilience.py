@@ -198,11 +198,11 @@ def mixed_traffic(fleet: Fleet) -> list[tuple[str, bytes]]:
     start = now() - timedelta(minutes=5)
     messages = [
         telemetry(u, seq, ts=start + timedelta(seconds=seq))
-        for seq in range(1, 41)
+        for seq in range(1, 31)
         for u in fleet.uids
     ]
     messages += [birth(u, ram_gib=4, ts=start) for u in fleet.uids[:10]]
-    messages += [fault(u, 1000 + n // 15) for n, u in enumerate(fleet.uids[:15] * 3)]
+    messages += [fault(u, 1000 + n // 6) for n, u in enumerate(fleet.uids[:6] * 3)]
     messages += [(topics.telemetry_topic(u), b"{broken") for u in fleet.uids[:7]]
     return messages
 
@@ -226,8 +226,8 @@ def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
 
 def whole_stream_in(url: str) -> bool:
     counts = {
-        "telemetry": 40 * 40,
-        "fault_events": 45,
+        "telemetry": 30 * 30,
+        "fault_events": 18,
         "rejected_messages": 7,
         "devices WHERE inventory IS NOT NULL": 10,
     }
@@ -257,10 +257,12 @@ def test_three_processes_on_one_shared_subscription_write_what_one_writes(
         ]
         try:
             with psycopg.connect(url) as conn:
-                fleet = seed_fleet(conn, pcs=40)
+                fleet = seed_fleet(conn, pcs=30)
             messages = messages or mixed_traffic(fleet)
             for process in processes:
-                process.start()
+                process.start(wait=False)
+            for process in processes:
+                process.wait_subscribed()
             with publisher(broker.url) as pub:
                 pub.send(messages)
             wait_for(
@@ -277,6 +279,6 @@ def test_three_processes_on_one_shared_subscription_write_what_one_writes(
 
     one, three = results
     assert one == three
-    assert len(one["telemetry"]) == 40 * 40
-    assert len(one["tickets"]) == 15
+    assert len(one["telemetry"]) == 30 * 30
+    assert len(one["tickets"]) == 6
     assert {t[3] for t in one["tickets"]} == {2}  # each fault came three times
