@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from ...errors import Conflict, InvalidInput, NotFound
 from ...settings import Settings
 from ..csrf import CsrfDep
-from ..deps import ConnDep, SettingsDep
+from ..deps import ConnDep, SettingsDep, get_pool
 from ..i18n import negotiate, translator
 from ..ratelimit import Rate, RateLimiter
 from . import ticketing
@@ -44,6 +44,7 @@ class DeviceCard:
     school: str
     room: str
     symptoms: list[dict[str, str]]
+    has_open_ticket: bool
 
 
 def message(
@@ -109,7 +110,10 @@ def find_device(conn: ConnDep, code: str, lang: str) -> DeviceCard | None:
                                     ELSE cs.name_zh END)
                        ORDER BY cs.position)
                    FROM category_symptoms cs WHERE cs.category = d.category
-               ), '[]'::json)
+               ), '[]'::json),
+               EXISTS (SELECT 1 FROM tickets t
+                       WHERE t.device_id = d.id AND ticket_is_open(t.status)
+                         AND t.kind = 'device' AND t.merged_into IS NULL)
         FROM device_codes dc
         JOIN devices d ON d.id = dc.device_id
         JOIN device_categories c ON c.code = d.category
@@ -130,6 +134,7 @@ def find_device(conn: ConnDep, code: str, lang: str) -> DeviceCard | None:
         school=str(row[5]),
         room=str(row[6]),
         symptoms=list(row[7]),
+        has_open_ticket=bool(row[8]),
     )
 
 
@@ -146,7 +151,9 @@ def _device_page(
     status_code: int = 200,
 ) -> HTMLResponse:
     pages: Pages = request.app.state.pages
-    ticket = ticketing.open_ticket_of_device(conn, device.id, negotiate(request))
+    ticket = None
+    if device.has_open_ticket or me_too_done:
+        ticket = ticketing.open_ticket_of_device(conn, device.id, negotiate(request))
     return pages.render(
         request,
         "public/device.html",
@@ -165,20 +172,23 @@ def _device_page(
 
 
 @router.get("/r/{code}")
-def landing(
-    request: Request, code: str, conn: ConnDep, settings: SettingsDep
-) -> HTMLResponse:
-    """What the device is and where; its open ticket, or the report form."""
+def landing(request: Request, code: str, settings: SettingsDep) -> HTMLResponse:
+    """What the device is and where; its open ticket, or the report form.
+
+    The connection is taken inside the handler, only once the request has
+    passed the rate limit, and returned before the page is sent.
+    """
     if _limited(request, code, report=False):
         return _too_many(request)
-    device = find_device(conn, code, negotiate(request))
-    if device is None:
-        if len(code) > LONGEST_LABEL_CODE:
-            # Rating links sent to reporters share the /r/ prefix; their
-            # tokens are longer than any label code.
-            return rating_form(request, code, conn)
-        return _unknown_code(request)
-    return _device_page(request, conn, settings, code, device)
+    with get_pool(request).connection() as conn:
+        device = find_device(conn, code, negotiate(request))
+        if device is None:
+            if len(code) > LONGEST_LABEL_CODE:
+                # Rating links sent to reporters share the /r/ prefix; their
+                # tokens are longer than any label code.
+                return rating_form(request, code, conn)
+            return _unknown_code(request)
+        return _device_page(request, conn, settings, code, device)
 
 
 def _check_report(
@@ -303,11 +313,12 @@ def me_too(
 
 
 @router.get("/t/{token}")
-def status_page(request: Request, token: str, conn: ConnDep) -> HTMLResponse:
+def status_page(request: Request, token: str) -> HTMLResponse:
     """The red / yellow / green progress of one report, then its rating form."""
     if _limited(request, token, report=False):
         return _too_many(request)
-    view = ticketing.status_view(conn, token, negotiate(request))
+    with get_pool(request).connection() as conn:
+        view = ticketing.status_view(conn, token, negotiate(request))
     if view is None:
         return _unknown_code(request)
     pages: Pages = request.app.state.pages
