@@ -2,8 +2,9 @@
 
 Starts ``edufleet-agent run`` against the broker named by EDUFLEET_MQTT_URL
 (default mqtt://127.0.0.1:1883, anonymous) with only the host probe at a 30 s
-interval, samples the process from outside with psutil once a second, and
-prints maximum and average RSS and average CPU as a percentage of one core.
+interval and a subscriber in this process standing in for ingest. It samples
+the agent from outside with psutil once a second and prints maximum and
+average RSS and average CPU as a percentage of one core.
 The baseline, measured in the same run, is an idle ``python -c`` process.
 Targets: RSS at most 40 MB, CPU at most 1 % of one core.
 
@@ -21,20 +22,23 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import paho.mqtt.client as mqtt
 import psutil
+from paho.mqtt.enums import CallbackAPIVersion
 
 RSS_TARGET_MB = 40.0
 CPU_TARGET_PCT = 1.0
 MB = 1024 * 1024
 
 
-def write_config(folder: Path, url: str, interval: float) -> Path:
+def write_config(folder: Path, device_id: str, url: str, interval: float) -> Path:
     path = folder / "agent.toml"
     path.write_text(
         f"""\
 [agent]
-device_id = "bench-{uuid.uuid4().hex[:10]}"
+device_id = "{device_id}"
 state_dir = "{folder}"
 credentials_file = "{folder}/agent.json"
 interval_s = {interval}
@@ -64,10 +68,31 @@ def baseline_rss() -> int:
         idle.wait()
 
 
+def consumer(url: str, device_id: str) -> tuple[mqtt.Client, list[int]]:
+    """A subscriber to the device's topics, as ingest would be; counts messages."""
+    parts = urlsplit(url)
+    received = [0]
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+
+    def count(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        received[0] += 1
+
+    client.on_message = count
+    client.on_connect = lambda c, *args: c.subscribe(
+        f"edufleet/v1/{device_id}/#", qos=1
+    )
+    client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
+    client.loop_start()
+    return client, received
+
+
 def measure(seconds: float, url: str, interval: float) -> int:
     base = baseline_rss()
+    device_id = f"bench-{uuid.uuid4().hex[:10]}"
+    subscriber, received = consumer(url, device_id)
+    time.sleep(0.5)
     with tempfile.TemporaryDirectory(prefix="edufleet-bench-agent-") as folder:
-        config = write_config(Path(folder), url, interval)
+        config = write_config(Path(folder), device_id, url, interval)
         agent = subprocess.Popen(
             [
                 sys.executable,
@@ -96,6 +121,8 @@ def measure(seconds: float, url: str, interval: float) -> int:
         finally:
             agent.send_signal(signal.SIGTERM)
             status = agent.wait(30)
+            subscriber.disconnect()
+            subscriber.loop_stop()
 
     cpu_pct = 100.0 * cpu_used / elapsed
     rss_max, rss_avg = max(rss) / MB, sum(rss) / len(rss) / MB
@@ -109,6 +136,7 @@ def measure(seconds: float, url: str, interval: float) -> int:
         f"  baseline idle python RSS {base / MB:.1f} MB; agent/baseline "
         f"{rss_max * MB / base:.2f}x"
     )
+    print(f"  messages received by the subscriber: {received[0]}")
     print(f"  exit status after SIGTERM: {status}")
     ok = rss_max <= RSS_TARGET_MB and cpu_pct <= CPU_TARGET_PCT and status == 0
     print("  within targets" if ok else "  OUTSIDE TARGETS")

@@ -435,13 +435,17 @@ class Publisher:
             with self._lock:
                 if not self._unrouted:
                     self._unrouted = True
-                    self._hold_until = (
-                        time.monotonic() + self.unrouted_backoff.next_delay()
-                    )
-                    log.warning(
-                        "device %r: no subscriber for %r yet; holding the queue",
+                    first = self.unrouted_backoff.failures == 0
+                    delay = self.unrouted_backoff.next_delay()
+                    self._hold_until = time.monotonic() + delay
+                    # Once per outage at WARNING; the retries after it at DEBUG.
+                    log.log(
+                        logging.WARNING if first else logging.DEBUG,
+                        "device %r: no subscriber for %r yet; holding the queue "
+                        "and sending again in %.1f s",
                         self.device_id,
                         item.topic,
+                        delay,
                     )
             return
         if not reason_code.is_failure:
