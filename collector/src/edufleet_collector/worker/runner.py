@@ -25,6 +25,7 @@ from ..analytics import run_due_analytics
 from ..backoff import Backoff
 from ..db.partitions import maintain_telemetry
 from ..notify.outbox import DEFAULT_BACKOFF, DeliveryReport, Sender, deliver_due
+from ..privacy import purge_personal_data
 from ..tickets.model import DEFAULT_CONFIG, TicketConfig
 from ..tickets.timers import FiringReport, fire_due_timers
 
@@ -55,6 +56,7 @@ class WorkerOptions:
     backoff: Backoff = DEFAULT_BACKOFF
     upkeep_every: timedelta = timedelta(days=1)
     retention_days: int = 90
+    personal_data_retention_days: int = 180
     partitions_ahead_days: int = 7
 
 
@@ -154,7 +156,8 @@ class Worker:
         return total
 
     def upkeep(self) -> bool:
-        """Keep the telemetry partitions, at most once per ``upkeep_every``."""
+        """Keep the telemetry partitions and erase expired reporter data, at most
+        once per ``upkeep_every``."""
         now = self.clock()
         due = (
             self.last_upkeep is None
@@ -168,6 +171,9 @@ class Worker:
                 retention_days=self.options.retention_days,
                 days_ahead=self.options.partitions_ahead_days,
                 now=now,
+            )
+            purge_personal_data(
+                conn, retention_days=self.options.personal_data_retention_days, now=now
             )
         self.last_upkeep = now
         return True
