@@ -236,3 +236,22 @@ def test_purge_erases_reporter_data_only_after_the_retention(conn):
     assert purged == 1
     assert rows == {old.id: "/", recent.id: "李四/13900001111"}
     assert purge_personal_data(conn, retention_days=30, now=now) == 0
+
+
+def test_admin_retires_a_label_code_and_the_old_label_stops_working(web, conn):
+    world, base, _ = web
+    code = world.codes["HK01-PJ-001"]
+    device = world.devices["HK01-PJ-001"]
+    with _client(base) as admin:
+        log_in(admin, "hk_school")
+        token = csrf_token(admin, f"/a/devices/{device}")
+        retired = admin.post(
+            f"/a/devices/{device}/retire-code", data={"csrf_token": token}
+        )
+        page = admin.get(f"/a/devices/{device}")
+    with _client(base) as teacher:
+        old = teacher.get(f"/r/{code}")
+
+    assert retired.status_code == 303
+    assert code not in page.text
+    assert old.status_code == 404

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from ...enrollment import sync_device_identity
 from ...registry import devices
 from ...registry.devices import (
     DeviceCreate,
@@ -16,6 +17,7 @@ from ...registry.devices import (
 )
 from ...registry.pagination import Listing
 from ..deps import AdminDep, ConnDep, PrincipalDep
+from .enroll import OptionalDynsecDep
 from .paging import PageDep
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
@@ -63,6 +65,14 @@ def get_device(conn: ConnDep, principal: PrincipalDep, device_id: int) -> Device
 
 @router.patch("/{device_id}", summary="Change a device")
 def update_device(
-    conn: ConnDep, principal: AdminDep, device_id: int, body: DeviceUpdate
+    conn: ConnDep,
+    principal: AdminDep,
+    dynsec: OptionalDynsecDep,
+    device_id: int,
+    body: DeviceUpdate,
 ) -> DevicePublic:
-    return devices.update_device(conn, principal, device_id, body)
+    """Change a device; retiring it revokes its broker login in the same step."""
+    before = devices.get_device(conn, principal, device_id)
+    updated = devices.update_device(conn, principal, device_id, body)
+    sync_device_identity(conn, dynsec, device_id, previous_parent_id=before.parent_id)
+    return updated

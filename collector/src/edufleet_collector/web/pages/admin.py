@@ -20,7 +20,13 @@ from ... import enrollment
 from ...accounts import Principal
 from ...db import Conn
 from ...errors import Conflict, EdufleetError, InvalidInput, NotFound
-from ...labels import LAYOUTS, labels_for_devices, layout_named, write_pdf
+from ...labels import (
+    LAYOUTS,
+    labels_for_devices,
+    layout_named,
+    retire_code,
+    write_pdf,
+)
 from ...registry.assignments import list_assignments
 from ...registry.devices import (
     STATUSES as DEVICE_STATUSES,
@@ -216,6 +222,25 @@ def device_save(
             request, conn, principal, device, error=str(exc), status_code=422
         )
     conn.commit()
+    return RedirectResponse(f"/a/devices/{device_id}", status_code=303)
+
+
+@router.post("/a/devices/{device_id}/retire-code")
+def device_retire_code(
+    request: Request,
+    device_id: int,
+    principal: PageAdminDep,
+    conn: ConnDep,
+    _csrf: CsrfDep,
+) -> Response:
+    """Stop the device's current label from working; a reprint issues a new code."""
+    try:
+        device = get_device(conn, principal, device_id)
+    except NotFound:
+        return not_found(request)
+    if device.qr_code:
+        retire_code(conn, device.qr_code)
+        conn.commit()
     return RedirectResponse(f"/a/devices/{device_id}", status_code=303)
 
 
