@@ -565,3 +565,39 @@ def test_cli_revokes_a_device_identity(
         assert retry.connect().is_failure
     finally:
         retry.close()
+
+
+def test_retiring_through_the_registry_api_revokes_the_login(
+    api: str,
+    conn: Conn,
+    school: str,
+    dynsec_broker: DynsecBroker,
+    probes: list[MqttProbe],
+) -> None:
+    from edufleet_collector.accounts import create_token, create_user
+
+    identity = EnrollResponse.model_validate(enroll(api, body(token_for(conn))).json())
+    live = connect(probes, dynsec_broker.url, identity.username, identity.password)
+    device_pk = conn.execute(
+        "SELECT id FROM devices WHERE uid = %s", [identity.device_id]
+    ).fetchone()[0]  # type: ignore[index]
+    create_user(conn, name="retire-admin", role="province_admin")
+    token = create_token(conn, user_name="retire-admin")
+    conn.commit()
+
+    response = httpx.patch(
+        f"{api}/api/v1/devices/{device_pk}",
+        json={"status": "retired"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=15,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "retired"
+
+    retry = MqttProbe(dynsec_broker.url, identity.username, identity.password)
+    probes.append(retry)
+    assert retry.connect().is_failure
+    deadline = time.monotonic() + 2
+    while not live.disconnected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert live.disconnected
