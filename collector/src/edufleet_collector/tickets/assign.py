@@ -51,8 +51,14 @@ def dispatch_ticket(
     note: str = "",
     kind: str = "dispatched",
     engineer_id: int | None = None,
+    skill: str | None = None,
+    fresh: bool = False,
 ) -> Ticket:
-    """Dispatch a ticket (again), record why, tell the engineer, arm the timer."""
+    """Dispatch a ticket (again), record why, tell the engineer, arm the timer.
+
+    ``fresh`` says the ticket was just created: nobody was passed over yet.
+    ``skill`` saves looking up the device category's skill.
+    """
     if engineer_id is not None:
         row = conn.execute(
             "SELECT name, status FROM engineers WHERE id = %s", [engineer_id]
@@ -68,12 +74,17 @@ def dispatch_ticket(
         reason = f"assigned by {actor} to {name} (#{engineer_id})"
         considered: list[dict[str, Any]] = []
     else:
+        skipped = set(exclude)
+        if not fresh:
+            skipped |= passed_over(conn, ticket.id)
         decision = choose_engineer(
             conn,
             school_id=ticket.school_id,
-            skill=_skill_for(conn, ticket),
+            skill=skill or _skill_for(conn, ticket),
             now=now,
-            exclude=set(exclude) | passed_over(conn, ticket.id),
+            exclude=set(exclude)
+            if fresh
+            else set(exclude) | passed_over(conn, ticket.id),
         )
         engineer_id, rule, reason = (
             decision.engineer_id,

@@ -56,7 +56,7 @@ from .model import (
     TicketEvent,
     colour_of,
 )
-from .sla import refresh_sla
+from .sla import arm_sla_timers, initial_figures, refresh_sla, sla_columns
 from .store import (
     add_event,
     find_tickets,
@@ -243,9 +243,18 @@ def open_ticket(
         )
         return CreateOutcome(joined, created=False)
 
+    chosen_priority = priority or default_priority(device, source)
+    figures = initial_figures(
+        conn,
+        school_id=device.school_id,
+        priority=chosen_priority,
+        reported_at=now,
+        calendars=config.calendars,
+    )
     ticket = insert_ticket(
         conn,
-        {
+        sla_columns(figures)
+        | {
             "kind": "device",
             "device_id": device.id,
             "school_id": device.school_id,
@@ -261,7 +270,7 @@ def open_ticket(
                 )
             )[:200],
             "description": description,
-            "priority": priority or default_priority(device, source),
+            "priority": chosen_priority,
             "reporter_name": reporter_name.strip()[:100],
             "reporter_phone": reporter_phone.strip()[:40],
             "status_token": secrets.token_urlsafe(18),
@@ -283,7 +292,13 @@ def open_ticket(
     )
     if parent_id is None:
         ticket = dispatch_ticket(
-            conn, ticket, actor=SYSTEM_ACTOR, now=now, config=config
+            conn,
+            ticket,
+            actor=SYSTEM_ACTOR,
+            now=now,
+            config=config,
+            skill=device.skill,
+            fresh=True,
         )
     else:
         add_event(
@@ -295,9 +310,8 @@ def open_ticket(
             note=f"part of network incident #{parent_id}; not dispatched by itself",
             data={"parent_id": parent_id},
         )
-    return CreateOutcome(
-        refresh_sla(conn, ticket, now, calendars=config.calendars), created=True
-    )
+    arm_sla_timers(conn, ticket, figures, now, fresh=True)
+    return CreateOutcome(ticket, created=True)
 
 
 def create_ticket(

@@ -326,6 +326,51 @@ def sla_figures(conn: Conn, ticket_id: int, now: datetime) -> SlaFigures:
     return figures_for(conn, load_ticket(conn, ticket_id), now)
 
 
+def sla_columns(figures: SlaFigures) -> dict[str, object]:
+    """The ticket columns that store the figures, for the walls to aggregate."""
+    response, resolution = figures.response, figures.resolution
+    return {
+        "sla_policy_id": figures.policy.id,
+        "sla_measure": figures.policy.measure,
+        "response_target_seconds": figures.policy.response_seconds,
+        "resolution_target_seconds": figures.policy.resolution_seconds,
+        "response_seconds": response.wall_seconds,
+        "response_service_seconds": response.service_seconds,
+        "resolution_seconds": resolution.wall_seconds,
+        "resolution_service_seconds": resolution.service_seconds,
+        "paused_seconds": figures.paused_seconds,
+        "response_due_at": response.due_at,
+        "resolution_due_at": resolution.due_at,
+        "response_breached": response.breached,
+        "resolution_breached": resolution.breached,
+    }
+
+
+def initial_figures(
+    conn: Conn,
+    *,
+    school_id: int,
+    priority: str,
+    reported_at: datetime,
+    calendars: CalendarCache | None = None,
+) -> SlaFigures:
+    """The figures of a ticket reported just now, before it has any history."""
+    calendar = (
+        calendars.get(conn, school_id)
+        if calendars is not None
+        else load_school_calendar(conn, school_id)
+    )
+    return compute_figures(
+        events=[],
+        pauses=[],
+        reported_at=reported_at,
+        status="reported",
+        policy=policy_for(conn, school_id, priority),
+        calendar=calendar,
+        now=reported_at,
+    )
+
+
 def refresh_sla(
     conn: Conn,
     ticket: Ticket,
@@ -335,25 +380,10 @@ def refresh_sla(
 ) -> Ticket:
     """Store the ticket's SLA figures on its row and re-arm its SLA timers."""
     figures = figures_for(conn, ticket, now, calendars=calendars)
-    response, resolution = figures.response, figures.resolution
     updated = update_ticket(
         conn,
         ticket.id,
-        {
-            "sla_policy_id": figures.policy.id,
-            "sla_measure": figures.policy.measure,
-            "response_target_seconds": figures.policy.response_seconds,
-            "resolution_target_seconds": figures.policy.resolution_seconds,
-            "response_seconds": response.wall_seconds,
-            "response_service_seconds": response.service_seconds,
-            "resolution_seconds": resolution.wall_seconds,
-            "resolution_service_seconds": resolution.service_seconds,
-            "paused_seconds": figures.paused_seconds,
-            "response_due_at": response.due_at,
-            "resolution_due_at": resolution.due_at,
-            "response_breached": response.breached,
-            "resolution_breached": resolution.breached,
-        },
+        sla_columns(figures),
         ticket.updated_at if ticket.updated_at > now else now,
     )
     arm_sla_timers(conn, updated, figures, now)
@@ -361,19 +391,30 @@ def refresh_sla(
 
 
 def arm_sla_timers(
-    conn: Conn, ticket: Ticket, figures: SlaFigures, now: datetime
+    conn: Conn,
+    ticket: Ticket,
+    figures: SlaFigures,
+    now: datetime,
+    *,
+    fresh: bool = False,
 ) -> None:
     """Set each SLA timer to the clock's next warning or breach, or cancel it.
 
-    A kind that has fired once for the ticket is not armed again.
+    A kind that has fired once for the ticket is not armed again. ``fresh``
+    says the ticket was just created and has no SLA timers yet.
     """
     pending: dict[str, datetime] = {}
     fired: set[str] = set()
-    for kind, due_at, has_fired in conn.execute(
-        "SELECT kind, due_at, fired_at IS NOT NULL FROM ticket_timers "
-        "WHERE ticket_id = %s AND kind = ANY(%s) AND cancelled_at IS NULL",
-        [ticket.id, list(SLA_TIMER_KINDS)],
-    ):
+    rows = (
+        []
+        if fresh
+        else conn.execute(
+            "SELECT kind, due_at, fired_at IS NOT NULL FROM ticket_timers "
+            "WHERE ticket_id = %s AND kind = ANY(%s) AND cancelled_at IS NULL",
+            [ticket.id, list(SLA_TIMER_KINDS)],
+        ).fetchall()
+    )
+    for kind, due_at, has_fired in rows:
         if has_fired:
             fired.add(str(kind))
         else:
