@@ -26,7 +26,7 @@ _CONSTRAINT_FIELDS = {
     "devices_check": "parent_id",
     "regions_check": "parent_code",
 }
-_FIELD_NAMES = {"school_id": "school_code", "category": "category"}
+_FIELD_NAMES = {"school_id": "school_code"}
 
 
 def _field(exc: pg.Error) -> str | None:

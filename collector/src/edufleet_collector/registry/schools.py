@@ -99,7 +99,9 @@ def list_schools(
     statement, params = school_list_query(
         conn, principal, page=page, region=region, q=q
     )
-    rows = conn.execute(statement, params).fetchall()
+    # Planned for these values each time: a generic plan cannot know how deep
+    # the cursor is or how many rows a filter keeps.
+    rows = conn.execute(statement, params, prepare=False).fetchall()
     return paginate([_public(r) for r in rows], page, key=lambda s: s.id)
 
 
