@@ -35,6 +35,7 @@ import tempfile
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -232,14 +233,13 @@ def discard_main(url: str, received: Any, ready: Any, done: Any) -> None:
 
     client.on_message = on_message
     client.subscribe("$share/discard/edufleet/v1/+/telemetry", qos=1)
-    client.loop_start()
-    time.sleep(0.5)
     ready.set()
-    while not done.wait(0.1):
+    while not done.is_set():
+        # The same reading as ingest: one loop turn, then a burst of reads.
+        client.loop(timeout=0.02)
+        client.loop_read(max_packets=1000)
         received.value = count[0]
-    received.value = count[0]
     client.disconnect()
-    client.loop_stop()
 
 
 def run_publishers(
@@ -343,88 +343,41 @@ class IngestProcs:
                 proc.kill()
 
 
-class Tracer(threading.Thread):
-    """50 messages/s on one device; a poller notes when each is committed."""
+class Probe(threading.Thread, ABC):
+    """Publishes one message per ``period``; a poller notes when each is committed."""
 
-    def __init__(self, mqtt_url: str, db_url: str, tracer_id: int) -> None:
-        super().__init__(daemon=True)
-        self.mqtt_url, self.db_url, self.tracer_id = mqtt_url, db_url, tracer_id
-        self.published: dict[int, float] = {}
-        self.seen: dict[int, float] = {}
-        self.stop = threading.Event()
-        self.stop_poll = False
-
-    def run(self) -> None:
-        client = mqtt_client(self.mqtt_url, f"bench-tracer-{os.getpid()}")
-        client.loop_start()
-        poller = threading.Thread(target=self.poll, daemon=True)
-        poller.start()
-        seq = 0
-        while not self.stop.wait(0.02):
-            seq += 1
-            at = time.time()
-            self.published[seq] = at
-            client.publish(
-                f"edufleet/v1/{TRACER_UID}/telemetry",
-                payload("benchtracer01", seq, at),
-                qos=1,
-            )
-        time.sleep(3)
-        self.stop_poll = True
-        poller.join(5)
-        client.disconnect()
-        client.loop_stop()
-
-    def poll(self) -> None:
-        last = 0
-        with psycopg.connect(self.db_url, autocommit=True) as conn:
-            while not self.stop_poll:
-                rows = conn.execute(
-                    "SELECT seq FROM telemetry WHERE device_id = %s AND "
-                    "sid = 'benchtracer01' AND ts > to_timestamp(%s)",
-                    [self.tracer_id, self.published.get(last, 0) - 0.001],
-                ).fetchall()
-                at = time.time()
-                for (seq,) in rows:
-                    self.seen.setdefault(int(seq), at)
-                    last = max(last, int(seq))
-                time.sleep(0.01)
-
-    def latencies(self) -> list[float]:
-        return sorted(self.seen[s] - self.published[s] for s in self.seen)
-
-
-class FaultTracer(threading.Thread):
-    """5 fault events/s on distinct devices; a poller notes each committed ticket."""
+    period = 0.02
+    limit = 1_000_000
 
     def __init__(self, mqtt_url: str, db_url: str) -> None:
         super().__init__(daemon=True)
         self.mqtt_url, self.db_url = mqtt_url, db_url
-        self.published: dict[str, float] = {}
-        self.seen: dict[str, float] = {}
+        self.published: dict[Any, float] = {}
+        self.seen: dict[Any, float] = {}
         self.stop = threading.Event()
         self.stop_poll = False
 
+    @abstractmethod
+    def message(self, n: int, at: float) -> tuple[Any, str, bytes]:
+        """The key, topic and payload of the n-th message."""
+
+    @abstractmethod
+    def committed(self, conn: psycopg.Connection[Any]) -> list[Any]:
+        """Keys of messages that are now visible in the database."""
+
     def run(self) -> None:
-        client = mqtt_client(self.mqtt_url, f"bench-faults-{os.getpid()}")
+        client = mqtt_client(
+            self.mqtt_url, f"bench-{type(self).__name__}-{os.getpid()}"
+        )
         client.loop_start()
         poller = threading.Thread(target=self.poll, daemon=True)
         poller.start()
         n = 0
-        while not self.stop.wait(0.2) and n < FAULT_DEVICES:
-            uid = f"bench-f-{n}"
+        while not self.stop.wait(self.period) and n < self.limit:
             at = time.time()
-            self.published[uid] = at
-            stamp = datetime.fromtimestamp(at, UTC).isoformat()
-            client.publish(
-                f"edufleet/v1/{uid}/event",
-                (
-                    '{"v":1,"kind":"fault","action":"opened","code":"DISK_FULL",'
-                    '"severity":"major","message":"disk / is 97% full",'
-                    f'"subject":"{uid}","sid":"benchfaults1","seq":1,"ts":"{stamp}"}}'
-                ).encode(),
-                qos=1,
-            )
+            key, topic, body = self.message(n, at)
+            self.published[key] = at
+            client.publish(topic, body, qos=1)
             n += 1
         time.sleep(3)
         self.stop_poll = True
@@ -433,22 +386,69 @@ class FaultTracer(threading.Thread):
         client.loop_stop()
 
     def poll(self) -> None:
-        last = 0
         with psycopg.connect(self.db_url, autocommit=True) as conn:
             while not self.stop_poll:
-                rows = conn.execute(
-                    "SELECT t.id, d.uid FROM tickets t JOIN devices d "
-                    "ON d.id = t.device_id WHERE t.id > %s",
-                    [last],
-                ).fetchall()
+                keys = self.committed(conn)
                 at = time.time()
-                for ticket_id, uid in rows:
-                    self.seen.setdefault(str(uid), at)
-                    last = max(last, int(ticket_id))
+                for key in keys:
+                    self.seen.setdefault(key, at)
                 time.sleep(0.01)
 
     def latencies(self) -> list[float]:
-        return sorted(self.seen[u] - self.published[u] for u in self.seen)
+        return sorted(self.seen[k] - self.published[k] for k in self.seen)
+
+
+class Tracer(Probe):
+    """50 telemetry messages/s on one device, found by its index on (device, ts)."""
+
+    def __init__(self, mqtt_url: str, db_url: str, tracer_id: int) -> None:
+        super().__init__(mqtt_url, db_url)
+        self.tracer_id = tracer_id
+        self.last = 0
+
+    def message(self, n: int, at: float) -> tuple[Any, str, bytes]:
+        topic = f"edufleet/v1/{TRACER_UID}/telemetry"
+        return n + 1, topic, payload("benchtracer01", n + 1, at)
+
+    def committed(self, conn: psycopg.Connection[Any]) -> list[Any]:
+        rows = conn.execute(
+            "SELECT seq FROM telemetry WHERE device_id = %s AND "
+            "sid = 'benchtracer01' AND ts > to_timestamp(%s)",
+            [self.tracer_id, self.published.get(self.last, 0) - 0.001],
+        ).fetchall()
+        seqs = [int(seq) for (seq,) in rows]
+        self.last = max([self.last, *seqs])
+        return seqs
+
+
+class FaultTracer(Probe):
+    """5 fault events/s, each on a device of its own; found by its new ticket."""
+
+    period = 0.2
+    limit = FAULT_DEVICES
+
+    def __init__(self, mqtt_url: str, db_url: str) -> None:
+        super().__init__(mqtt_url, db_url)
+        self.last_ticket = 0
+
+    def message(self, n: int, at: float) -> tuple[Any, str, bytes]:
+        uid = f"bench-f-{n}"
+        stamp = datetime.fromtimestamp(at, UTC).isoformat()
+        body = (
+            '{"v":1,"kind":"fault","action":"opened","code":"DISK_FULL",'
+            '"severity":"major","message":"disk / is 97% full",'
+            f'"subject":"{uid}","sid":"benchfaults1","seq":1,"ts":"{stamp}"}}'
+        )
+        return uid, f"edufleet/v1/{uid}/event", body.encode()
+
+    def committed(self, conn: psycopg.Connection[Any]) -> list[Any]:
+        rows = conn.execute(
+            "SELECT t.id, d.uid FROM tickets t JOIN devices d "
+            "ON d.id = t.device_id WHERE t.id > %s",
+            [self.last_ticket],
+        ).fetchall()
+        self.last_ticket = max([self.last_ticket, *(int(r[0]) for r in rows)])
+        return [str(r[1]) for r in rows]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -566,7 +566,8 @@ def main() -> int:
         print(
             f"ingest benchmark ({args.ingest_procs} ingest process(es), "
             f"{args.publishers} publishers, {args.devices:,} devices, "
-            f"{os.cpu_count()} CPUs)"
+            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} "
+            "at the end)"
         )
         print(
             f"  paced run: offered {args.rate:,.0f} msg/s for {args.seconds:.0f} s; "

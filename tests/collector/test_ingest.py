@@ -45,6 +45,13 @@ def rows(url: str, query: str) -> list[tuple[Any, ...]]:
 def test_ingest_stores_each_sample_exactly_once_despite_replays(
     ingest_settings: Any, database_url: str, fleet: Fleet
 ) -> None:
+    from prometheus_client import REGISTRY
+
+    def duplicates() -> float:
+        found = REGISTRY.get_sample_value("edufleet_ingest_duplicate_samples_total")
+        return found or 0.0
+
+    before = duplicates()
     messages = [telemetry(u, seq) for u in fleet.uids for seq in range(1, 51)]
     with ingest_thread(ingest_settings), publisher(ingest_settings.mqtt_url) as pub:
         pub.send(messages)
@@ -66,6 +73,7 @@ def test_ingest_stores_each_sample_exactly_once_despite_replays(
     )
     assert states == [("online", len(fleet.uids))]
     assert scalar(database_url, "SELECT count(*) FROM rejected_messages") == 0
+    assert duplicates() - before == 60
 
 
 def _raw_sample(metric_json: str, *, ts: str | None = None) -> bytes:

@@ -61,6 +61,8 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
 )
 DB_BACKOFF = Backoff(initial=0.2, maximum=5.0)
 MQTT_BACKOFF = Backoff(initial=0.5, maximum=30.0)
+READ_BURST = 1000
+"""Packets read from the socket per turn of the MQTT loop at most."""
 
 
 @dataclass(frozen=True)
@@ -270,6 +272,9 @@ class Ingest:
             code = MQTTErrorCode.MQTT_ERR_SUCCESS
             while code == MQTTErrorCode.MQTT_ERR_SUCCESS and not self._closing.is_set():
                 code = client.loop(timeout=0.02)
+                if code == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    # loop() reads one packet per call; drain what is buffered.
+                    code = client.loop_read(max_packets=READ_BURST)
                 self._send_acks()
             if not self._closing.is_set():
                 log.warning("broker connection lost (%s); reconnecting", code)
@@ -335,6 +340,7 @@ class Ingest:
         for rejection in result.rejections:
             metrics.rejected.labels(rejection.reason).inc()
         metrics.samples.inc(result.samples)
+        metrics.duplicate_samples.inc(result.duplicates)
         metrics.tickets_opened.labels("agent").inc(result.tickets_opened)
         for ts in batch.sample_times[:: max(1, len(batch.sample_times) // 100)]:
             metrics.sample_lag_seconds.observe(committed - ts)

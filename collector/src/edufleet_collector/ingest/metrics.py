@@ -26,6 +26,10 @@ rejected = Counter(
 samples = Counter(
     "edufleet_ingest_samples_total", "Telemetry samples written to the database"
 )
+duplicate_samples = Counter(
+    "edufleet_ingest_duplicate_samples_total",
+    "Telemetry samples already stored (redelivered or replayed), skipped",
+)
 batch_messages = Histogram(
     "edufleet_ingest_batch_messages",
     "Messages per committed batch",

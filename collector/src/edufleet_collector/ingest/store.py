@@ -4,7 +4,8 @@ Telemetry goes in with COPY. The first attempt copies straight into the
 table; a duplicate (a redelivered message, an agent's replay) makes that
 fail, and the batch then goes through a temporary staging table and
 ``INSERT ... ON CONFLICT DO NOTHING``. Device state rows are locked in
-device-id order, so concurrent ingest processes never deadlock each other.
+device-id order and fault subjects in the same order, so concurrent ingest
+processes seldom deadlock; when they do, the batch is retried whole.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ class WriteResult:
     duplicates: int = 0
     inventory_changes: int = 0
     tickets_opened: int = 0
-    lost_faults: list[int] = field(default_factory=list)
     recovered: list[int] = field(default_factory=list)
     staged: bool = False
     seen_written: dict[int, float] = field(default_factory=dict)
