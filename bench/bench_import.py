@@ -32,21 +32,11 @@ from openpyxl import Workbook
 
 from edufleet_collector.db.migrate import migrate
 from edufleet_collector.registry.ledger import ImportReport, import_ledger
+from edufleet_collector.registry.ledger_fields import FIELDS
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
-HEADER = [
-    "资产编号",
-    "设备名称",
-    "设备类别",
-    "品牌",
-    "型号",
-    "序列号",
-    "所属学校",
-    "使用地点/教室",
-    "购置日期",
-    "金额",
-    "保修截止",
-]
+HEADER = [field.label_zh for field in FIELDS]
+"""The Chinese column names, one per field the import knows."""
 KINDS = [
     ("台式机", "教师机", "联想", "启天M430"),
     ("投影机", "教室投影", "爱普生", "CB-X06"),

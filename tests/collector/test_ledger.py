@@ -6,9 +6,6 @@ import csv
 import io
 import json
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -16,15 +13,13 @@ from decimal import Decimal
 import httpx
 import psycopg
 import pytest
-import uvicorn
 from openpyxl import Workbook
 
 from edufleet_collector.accounts import create_token, create_user
 from edufleet_collector.cli import main
-from edufleet_collector.db.pool import open_pool
 from edufleet_collector.errors import NotFound
 from edufleet_collector.registry.ledger import import_ledger
-from edufleet_collector.web.app import create_app
+from webseed import running_server
 
 HEADER_ZH = [
     "资产编号",
@@ -595,35 +590,11 @@ def test_import_assets_command_names_an_unknown_school(
 # The API
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def api(settings, registry) -> Iterator[str]:
     """The web app served by uvicorn on a loopback port."""
-    pool = open_pool(settings, name="test-imports", min_size=1, max_size=4)
-    config = uvicorn.Config(
-        create_app(settings, pool),
-        host="127.0.0.1",
-        port=_free_port(),
-        log_config=None,
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        pool.close()
+    with running_server(settings) as url:
+        yield url
 
 
 def _token(conn, name: str, role: str, **scope: str) -> dict[str, str]:
