@@ -255,3 +255,23 @@ def test_admin_retires_a_label_code_and_the_old_label_stops_working(web, conn):
     assert retired.status_code == 303
     assert code not in page.text
     assert old.status_code == 404
+
+
+def test_admin_issues_an_enrollment_token_shown_once(web, conn):
+    _, base, _ = web
+    with _client(base) as admin:
+        log_in(admin, "hk_bureau")
+        token = csrf_token(admin, "/a/schools/HK01")
+        issued = admin.post(
+            "/a/schools/HK01/enrollment",
+            data={"csrf_token": token, "label": "机房", "max_uses": "30"},
+        )
+        again = admin.get("/a/schools/HK01")
+
+    assert issued.status_code == 200
+    assert "高一(1)班" in issued.text and "王工" in issued.text
+    shown = issued.text.split("<code>")[1].split("</code>")[0]
+    assert len(shown) > 20 and shown not in again.text
+    assert "0/30" in again.text
+    conn.rollback()
+    assert conn.execute("SELECT count(*) FROM enrollment_tokens").fetchone()[0] == 1

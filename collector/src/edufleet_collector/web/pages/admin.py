@@ -439,29 +439,39 @@ def schools(
     return _render(request, "schools.html", {"schools": listing.items, "q": q})
 
 
-@router.get("/a/schools/{code}")
-def school_page(
-    request: Request, code: str, principal: PageAdminDep, conn: ConnDep
+def _school_page(
+    request: Request,
+    conn: Conn,
+    principal: Principal,
+    code: str,
+    *,
+    new_token: str = "",
 ) -> HTMLResponse:
-    try:
-        rooms = list_rooms(conn, principal, code, page=Page(limit=500)).items
-        engineers = list_assignments(conn, principal, code)
-        tokens = enrollment.list_enrollment_tokens(
-            conn, principal.school_ids, school_code=code
-        )
-    except NotFound:
-        return not_found(request)
+    """A school's rooms, engineers and enrollment tokens; NotFound out of scope."""
+    rooms = list_rooms(conn, principal, code, page=Page(limit=500)).items
     return _render(
         request,
         "school.html",
         {
             "code": code,
             "rooms": rooms,
-            "engineers": engineers,
-            "tokens": tokens,
-            "new_token": "",
+            "engineers": list_assignments(conn, principal, code),
+            "tokens": enrollment.list_enrollment_tokens(
+                conn, principal.school_ids, school_code=code
+            ),
+            "new_token": new_token,
         },
     )
+
+
+@router.get("/a/schools/{code}")
+def school_page(
+    request: Request, code: str, principal: PageAdminDep, conn: ConnDep
+) -> HTMLResponse:
+    try:
+        return _school_page(request, conn, principal, code)
+    except NotFound:
+        return not_found(request)
 
 
 @router.post("/a/schools/{code}/enrollment")
@@ -477,7 +487,7 @@ def new_enrollment_token(
 ) -> HTMLResponse:
     """Issue an enrollment token for the school's agents; shown once."""
     try:
-        rooms = list_rooms(conn, principal, code, page=Page(limit=500)).items
+        list_rooms(conn, principal, code, page=Page(limit=1))
         token, _ = enrollment.create_enrollment_token(
             conn,
             school_code=code,
@@ -485,27 +495,13 @@ def new_enrollment_token(
             label=label,
             created_by=principal.user_id,
         )
-        engineers = list_assignments(conn, principal, code)
-        tokens = enrollment.list_enrollment_tokens(
-            conn, principal.school_ids, school_code=code
-        )
     except NotFound:
         return not_found(request)
     except EdufleetError as exc:
         conn.rollback()
         return _render(request, "error.html", {"error": str(exc)}, 422)
     conn.commit()
-    return _render(
-        request,
-        "school.html",
-        {
-            "code": code,
-            "rooms": rooms,
-            "engineers": engineers,
-            "tokens": tokens,
-            "new_token": token,
-        },
-    )
+    return _school_page(request, conn, principal, code, new_token=token)
 
 
 @router.get("/a/engineers")
