@@ -44,6 +44,7 @@ from edufleet_protocol.topics import ingest_filters
 from ..backoff import Backoff, Stopped, retry
 from ..calendar_store import CalendarCache
 from ..db import Conn
+from ..errors import EdufleetError
 from ..settings import Settings
 from ..tickets.model import TicketConfig
 from . import metrics
@@ -438,8 +439,8 @@ class Ingest:
                         config=self.ticket_config,
                         slack=settings.ingest_last_seen_resolution_seconds,
                     )
-            except psycopg.Error as exc:
-                log.warning("silence check skipped, will retry: %s", exc)
+            except (psycopg.Error, EdufleetError) as exc:
+                log.warning("silence check failed, retried next period: %s", exc)
         if conn is not None:
             conn.close()
 

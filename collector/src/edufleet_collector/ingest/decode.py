@@ -1,8 +1,18 @@
 """Turn raw MQTT messages into what a batch writes: validation at the edge.
 
-Nothing here touches the database except through the device cache, and
-nothing raises for bad input: every refused message becomes a
-:class:`Rejection` that is stored like any other row.
+Nothing here touches the database, and nothing raises for bad input: every
+refused message becomes a :class:`Rejection` that is stored like any other
+row. The checks, in order: the topic; the device (registered, and in service
+or under repair); size, JSON, the protocol's model, NaN and infinity; then
+each telemetry sample's timestamp.
+
+Clocks: a sample stamped more than ``max_clock_ahead`` seconds after its
+arrival, or older than ``max_sample_age``, is refused (reason
+``clock_ahead`` or ``too_old``) rather than stored under the arrival time,
+because the timestamp is part of the sample's idempotency key; storing it
+under a different time would let a redelivery make a second row. The device
+is flagged ``clock_suspect`` with the measured skew; state and birth
+messages, which are sent live, measure the skew of every device.
 """
 
 from __future__ import annotations
