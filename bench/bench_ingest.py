@@ -278,19 +278,27 @@ def rate_between(probe: Callable[[], int], warmup: float, window: float) -> floa
     return (probe() - first) / (time.monotonic() - started)
 
 
-def broker_ceiling(url: str, uids: list[str], procs: int, seconds: float) -> float:
+def broker_ceiling(
+    url: str, uids: list[str], procs: int, seconds: float
+) -> tuple[float, float]:
+    """Messages/s into a discarding subscriber, and its CPU seconds per 1,000."""
     received = mp.Value("q", 0)
     ready, done = mp.Event(), mp.Event()
     sink = mp.Process(target=discard_main, args=(url, received, ready, done))
     sink.start()
     ready.wait(10)
+    sink_ps = psutil.Process(sink.pid)
     workers, _, _ = run_publishers(url, uids, procs, None, seconds)
-    measured = rate_between(lambda: int(received.value), 3, seconds - 5)
+    time.sleep(3)
+    cpu_start, count_start = sum(sink_ps.cpu_times()[:2]), int(received.value)
+    measured = rate_between(lambda: int(received.value), 0, seconds - 5)
+    cpu = sum(sink_ps.cpu_times()[:2]) - cpu_start
+    count = int(received.value) - count_start
     join(workers)
     time.sleep(1)
     done.set()
     sink.join(10)
-    return measured
+    return measured, cpu / max(1, count) * 1000
 
 
 # --- ingest ---
@@ -500,10 +508,13 @@ def main() -> int:
         copy_rate = copy_ceiling(db_url, args.copy_rows, args.devices)
         log(f"raw COPY ceiling: {copy_rate:,.0f} rows/s")
 
-        discard_rate = broker_ceiling(
+        discard_rate, discard_cpu = broker_ceiling(
             mqtt_url, uids, args.publishers, args.ceiling_seconds
         )
-        log(f"broker -> discard ceiling: {discard_rate:,.0f} msg/s")
+        log(
+            f"broker -> discard ceiling: {discard_rate:,.0f} msg/s, "
+            f"{discard_cpu * 1000:,.1f} ms CPU per 1,000 messages"
+        )
 
         ingest = IngestProcs(db_url, mqtt_url, args.ingest_procs, folder)
         workers, sent, _ = run_publishers(
@@ -595,7 +606,10 @@ def main() -> int:
             f"p50 {percentile(fault_lat, 50) * 1000:,.0f} ms, "
             f"p99 {percentile(fault_lat, 99) * 1000:,.0f} ms"
         )
-        print(f"  ingest CPU: {cpu_per_k * 1000:,.1f} ms per 1,000 messages")
+        print(
+            f"  ingest CPU: {cpu_per_k * 1000:,.1f} ms per 1,000 messages "
+            f"(a discarding paho subscriber: {discard_cpu * 1000:,.1f} ms)"
+        )
         print(f"  ingest capacity (unpaced): {capacity:,.0f} msg/s")
         print(
             f"  ceilings: broker -> discard {discard_rate:,.0f} msg/s, "
