@@ -360,3 +360,44 @@ def test_robot_refusal_is_retried(conn, receiver: Receiver) -> None:  # type: ig
     )
     assert report.retried == 1
     assert "45009" in report.errors[0]
+
+
+def test_two_workers_deliver_each_notification_once(
+    conn, receiver: Receiver, database_url: str
+) -> None:
+    import psycopg
+
+    now = local(2026, 9, 14, 9, 0)
+    for i in range(30):
+        enqueue(
+            conn,
+            event="e",
+            channel="webhook",
+            target=f"{receiver.url}/hook",
+            idempotency_key=f"race-{i}",
+            now=now,
+            payload={"n": i},
+        )
+    conn.commit()
+    barrier = threading.Barrier(2)
+
+    def work(owner: str) -> None:
+        with psycopg.connect(database_url) as own:
+            sender = WebhookSender(httpx.Client(timeout=5))
+            barrier.wait()
+            while deliver_due(
+                own, {"webhook": sender}, owner=owner, now=now, limit=3
+            ).sent:
+                pass
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    keys = receiver.keys()
+    assert sorted(keys) == sorted(f"race-{i}" for i in range(30))
+    sent = conn.execute(
+        "SELECT count(*) FROM notifications WHERE status = 'sent' AND attempts = 1"
+    ).fetchone()
+    assert sent == (30,)
