@@ -2,11 +2,12 @@
 
 Three threads share the work:
 
-- the MQTT thread runs paho's network loop and only appends each message to
-  an in-memory inbox;
+- the MQTT thread runs paho's network loop: it appends each message to an
+  in-memory inbox, and sends the acknowledgements the writer queued (paho's
+  socket is written from this thread only);
 - the writer takes batches from the inbox (by size or age), decodes them,
-  writes them in one transaction and, once committed, acknowledges every
-  message of the batch to the broker;
+  writes each in one transaction and, once committed, queues the
+  acknowledgement of every message of the batch;
 - the silence detector runs periodically under an advisory lock, so only
   one of several ingest processes does it at a time.
 
@@ -19,6 +20,11 @@ Acknowledgements go out only on the connection that received the message.
 After a reconnect the broker resends what was not acknowledged, so
 messages of an older connection are dropped from the inbox, and a batch
 committed across a reconnect is acknowledged by its redelivered copies.
+
+Several processes with different ``--client-id`` share the load through
+one shared subscription. Keep each id stable: a restarted process resumes
+its session, and the broker keeps queueing a stopped one's share for it
+until the session expires.
 """
 
 from __future__ import annotations
@@ -349,8 +355,10 @@ class Ingest:
 
     # --- the batch loop -----------------------------------------------------------
 
-    def _take(self) -> list[Received]:
+    def _take(self) -> tuple[list[Received], int]:
         """Wait for a full batch, or for the oldest message to reach its age.
+
+        Returns the messages and the connection they came on.
 
         Once stopping, take only what arrived before the stop: the rest stays
         unacknowledged and the broker keeps it for the next start.
@@ -363,7 +371,7 @@ class Ingest:
                 if self._stop_at is None:
                     self._stop_at = time.time()
                 if not inbox or inbox[0][0].at > self._stop_at:
-                    return []
+                    return [], self._generation
                 break
             count = len(inbox)
             if count >= size:
@@ -385,10 +393,9 @@ class Ingest:
             message, gen = inbox.popleft()
             if gen == generation:
                 taken.append(message)
-        return taken
+        return taken, generation
 
-    def _process(self, messages: list[Received]) -> None:
-        generation = self._generation
+    def _process(self, messages: list[Received], generation: int) -> None:
         retry(
             lambda: self._write(messages),
             retry_on=TRANSIENT_DB_ERRORS,
@@ -407,13 +414,13 @@ class Ingest:
 
     def _writer_loop(self) -> None:
         while True:
-            messages = self._take()
+            messages, generation = self._take()
             if not messages:
                 if self.stop.is_set():
                     return
                 continue
             try:
-                self._process(messages)
+                self._process(messages, generation)
             except Stopped:
                 log.warning(
                     "stopping with %d messages unwritten; the broker redelivers them",
