@@ -54,15 +54,18 @@ _MINUTE_SQL = """
 INSERT INTO telemetry_1m
     (bucket, device_id, samples, cpu_avg, cpu_max, mem_avg, mem_max, disk_max, temp_max)
 SELECT date_bin(interval '1 minute', ts, timestamptz '2000-01-01 00:00+00'),
-       device_id, count(*),
-       avg(metric_value(metrics, 'host.cpu_pct')),
-       max(metric_value(metrics, 'host.cpu_pct')),
-       avg(metric_value(metrics, 'host.mem_pct')),
-       max(metric_value(metrics, 'host.mem_pct')),
+       device_id, count(*), avg(cpu), max(cpu), avg(mem), max(mem),
        max(metric_family_max(metrics, 'host.disk_pct')),
        max(metric_family_max(metrics, 'host.temp_c'))
-FROM telemetry
-WHERE ts >= %(lo)s AND ts < %(hi)s
+FROM (
+    SELECT ts, device_id, metrics,
+           CASE WHEN jsonb_typeof(metrics -> 'host.cpu_pct') = 'number'
+                THEN (metrics ->> 'host.cpu_pct')::double precision END AS cpu,
+           CASE WHEN jsonb_typeof(metrics -> 'host.mem_pct') = 'number'
+                THEN (metrics ->> 'host.mem_pct')::double precision END AS mem
+    FROM telemetry
+    WHERE ts >= %(lo)s AND ts < %(hi)s
+) samples
 GROUP BY 1, 2
 """
 

@@ -10,15 +10,12 @@
 --   temp_max           the hottest sensor, host.temp_c[<sensor>]
 -- TimescaleDB keeps them as continuous aggregates with refresh policies; on
 -- plain PostgreSQL they are tables that the rollup job refreshes.
-
--- A metric's value when it is a number, else NULL.
-CREATE FUNCTION metric_value(metrics jsonb, name text) RETURNS double precision
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN jsonb_typeof(metrics -> name) = 'number'
-                THEN (metrics ->> name)::double precision END
-$$;
-COMMENT ON FUNCTION metric_value(jsonb, text) IS
-    'The numeric value of one metric of a telemetry sample, NULL if absent or not a number.';
+--
+-- A single metric is read with the expression written out,
+--   CASE WHEN jsonb_typeof(metrics -> 'host.cpu_pct') = 'number'
+--        THEN (metrics ->> 'host.cpu_pct')::double precision END
+-- rather than through a function: functions carry a pinned search_path
+-- (0060), which makes every call a real call, and this runs once per sample.
 
 -- The largest numeric value of a metric family: "name" and every
 -- "name[label]" (one value per mount, per sensor...).

@@ -8,10 +8,10 @@ WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
 SELECT time_bucket(interval '1 minute', ts) AS bucket,
        device_id,
        count(*) AS samples,
-       avg(metric_value(metrics, 'host.cpu_pct')) AS cpu_avg,
-       max(metric_value(metrics, 'host.cpu_pct')) AS cpu_max,
-       avg(metric_value(metrics, 'host.mem_pct')) AS mem_avg,
-       max(metric_value(metrics, 'host.mem_pct')) AS mem_max,
+       avg(CASE WHEN jsonb_typeof(metrics -> 'host.cpu_pct') = 'number' THEN (metrics ->> 'host.cpu_pct')::double precision END) AS cpu_avg,
+       max(CASE WHEN jsonb_typeof(metrics -> 'host.cpu_pct') = 'number' THEN (metrics ->> 'host.cpu_pct')::double precision END) AS cpu_max,
+       avg(CASE WHEN jsonb_typeof(metrics -> 'host.mem_pct') = 'number' THEN (metrics ->> 'host.mem_pct')::double precision END) AS mem_avg,
+       max(CASE WHEN jsonb_typeof(metrics -> 'host.mem_pct') = 'number' THEN (metrics ->> 'host.mem_pct')::double precision END) AS mem_max,
        max(metric_family_max(metrics, 'host.disk_pct')) AS disk_max,
        max(metric_family_max(metrics, 'host.temp_c')) AS temp_max
 FROM telemetry
@@ -23,10 +23,10 @@ WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
 SELECT time_bucket(interval '1 hour', ts) AS bucket,
        device_id,
        count(*) AS samples,
-       avg(metric_value(metrics, 'host.cpu_pct')) AS cpu_avg,
-       max(metric_value(metrics, 'host.cpu_pct')) AS cpu_max,
-       avg(metric_value(metrics, 'host.mem_pct')) AS mem_avg,
-       max(metric_value(metrics, 'host.mem_pct')) AS mem_max,
+       avg(CASE WHEN jsonb_typeof(metrics -> 'host.cpu_pct') = 'number' THEN (metrics ->> 'host.cpu_pct')::double precision END) AS cpu_avg,
+       max(CASE WHEN jsonb_typeof(metrics -> 'host.cpu_pct') = 'number' THEN (metrics ->> 'host.cpu_pct')::double precision END) AS cpu_max,
+       avg(CASE WHEN jsonb_typeof(metrics -> 'host.mem_pct') = 'number' THEN (metrics ->> 'host.mem_pct')::double precision END) AS mem_avg,
+       max(CASE WHEN jsonb_typeof(metrics -> 'host.mem_pct') = 'number' THEN (metrics ->> 'host.mem_pct')::double precision END) AS mem_max,
        max(metric_family_max(metrics, 'host.disk_pct')) AS disk_max,
        max(metric_family_max(metrics, 'host.temp_c')) AS temp_max
 FROM telemetry
