@@ -11,6 +11,7 @@ each p99 to the baseline's. It also prints the top of each list query's plan
 
     .venv/bin/python bench/bench_registry.py [--schools 3000]
         [--devices-per-school 100] [--requests 500] [--concurrency 8]
+        [--existing URL]
 """
 
 from __future__ import annotations
@@ -74,6 +75,16 @@ def fresh_database(server: str) -> Iterator[str]:
     finally:
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def database(server: str, existing: str | None) -> Iterator[str]:
+    """The database to measure: one given (kept), else a fresh one (dropped)."""
+    if existing is not None:
+        yield existing
+        return
+    with fresh_database(server) as url:
+        yield url
 
 
 @contextmanager
@@ -181,21 +192,32 @@ def main() -> int:
     parser.add_argument("--devices-per-school", type=int, default=100)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--existing",
+        metavar="URL",
+        help="measure this database, already seeded by `edufleet seed`, "
+        "instead of seeding a fresh one; it is not dropped",
+    )
     args = parser.parse_args()
     server = os.environ.get("EDUFLEET_DATABASE_URL") or DEFAULT_SERVER
 
-    with fresh_database(server) as url:
+    with database(server, args.existing) as url:
         with psycopg.connect(url) as conn:
-            migrate(conn)
-            conn.commit()
-            started = time.perf_counter()
-            summary = seed_province(
-                conn,
-                schools=args.schools,
-                devices_per_school=args.devices_per_school,
-            )
-            seeded = time.perf_counter() - started
-            vacuum_registry(conn)
+            if args.existing is None:
+                migrate(conn)
+                conn.commit()
+                started = time.perf_counter()
+                summary = seed_province(
+                    conn,
+                    schools=args.schools,
+                    devices_per_school=args.devices_per_school,
+                )
+                seeded = time.perf_counter() - started
+                vacuum_registry(conn)
+                print(
+                    f"seeded {summary.schools} schools, {summary.devices} devices, "
+                    f"{summary.rooms} rooms in {seeded:.1f} s"
+                )
             token = create_token(conn, user_name="province-admin", label="bench")
             bureau = create_token(conn, user_name="bureau-460100", label="bench")
             conn.commit()
@@ -206,12 +228,9 @@ def main() -> int:
                     "SELECT serial FROM devices TABLESAMPLE SYSTEM (1) LIMIT 500"
                 )
             ]
-            row = conn.execute("SELECT max(id) FROM devices").fetchone()
-            max_id = int(row[0]) if row else 1
-        print(
-            f"seeded {summary.schools} schools, {summary.devices} devices, "
-            f"{summary.rooms} rooms in {seeded:.1f} s"
-        )
+            row = conn.execute("SELECT max(id), count(*) FROM devices").fetchone()
+            max_id, devices = (int(row[0]), int(row[1])) if row else (1, 0)
+        print(f"measuring {len(codes)} schools, {devices} devices")
 
         categories = ["desktop", "projector", "panel", "controller", "network"]
         cases = [
