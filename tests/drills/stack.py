@@ -217,7 +217,7 @@ class Stack:
                 time.sleep(0.5)
 
     def wait_count(
-        self, sql: str, expected: int, *, settle: float = 20.0, timeout: float = 180
+        self, sql: str, expected: int, *, settle: float = 45.0, timeout: float = 240
     ) -> int:
         """Wait until a count reaches ``expected``, or stops changing for
         ``settle`` seconds (something was lost), or ``timeout`` passes."""

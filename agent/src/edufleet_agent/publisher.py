@@ -163,7 +163,9 @@ class Publisher:
         # be taken from the outbox until ``_hold_until`` passes.
         self._unrouted = False
         self._hold_until = 0.0
-        self.unrouted_backoff = Backoff(initial_s=0.5, cap_s=10.0)
+        # Capped at 30 s: after a broker restart a whole province retries
+        # spread over that window instead of together.
+        self.unrouted_backoff = Backoff(initial_s=0.5, cap_s=30.0)
 
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
