@@ -79,6 +79,20 @@ class DispatchDecision:
     considered: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _candidate(row: tuple[Any, ...], *, rule: str, rank: int) -> Candidate:
+    return Candidate(
+        engineer_id=int(row[0]),
+        name=str(row[1]),
+        status=str(row[2]),
+        max_open_tickets=int(row[3]),
+        open_tickets=int(row[4]),
+        on_leave=bool(row[5]),
+        on_shift=bool(row[6]),
+        rule=rule,
+        rank=rank,
+    )
+
+
 def _school_engineers(
     conn: Conn, school_id: int, now: datetime, tz: str
 ) -> list[Candidate]:
@@ -92,20 +106,7 @@ def _school_engineers(
         """,
         {"school": school_id, "now": now, "tz": tz, "load": LOAD_STATUSES},
     ).fetchall()
-    return [
-        Candidate(
-            engineer_id=int(r[0]),
-            name=str(r[1]),
-            status=str(r[2]),
-            max_open_tickets=int(r[3]),
-            open_tickets=int(r[4]),
-            on_leave=bool(r[5]),
-            on_shift=bool(r[6]),
-            rule=str(r[7]),
-            rank=int(r[8]),
-        )
-        for r in rows
-    ]
+    return [_candidate(r, rule=str(r[7]), rank=int(r[8])) for r in rows]
 
 
 def _pool(
@@ -140,20 +141,7 @@ def _pool(
             "load": LOAD_STATUSES,
         },
     ).fetchall()
-    return [
-        Candidate(
-            engineer_id=int(r[0]),
-            name=str(r[1]),
-            status=str(r[2]),
-            max_open_tickets=int(r[3]),
-            open_tickets=int(r[4]),
-            on_leave=bool(r[5]),
-            on_shift=bool(r[6]),
-            rule="pool",
-            rank=0,
-        )
-        for r in rows
-    ]
+    return [_candidate(r, rule="pool", rank=0) for r in rows]
 
 
 def _room_left(conn: Conn, candidate: Candidate) -> str | None:

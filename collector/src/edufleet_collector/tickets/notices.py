@@ -14,6 +14,7 @@ idempotency key is derived from the ticket event that caused it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -138,35 +139,20 @@ def notify_engineer(
     payload = _payload(ticket, ctx, event, subject, None)
     queued = 0
     if config.email_engineers and ctx.engineer_email:
-        queued += _put(
+        queued += _fan_out(
             conn,
             ticket,
-            event=event,
-            event_id=event_id,
-            kind="email",
-            target=ctx.engineer_email,
-            channel_id=None,
+            [(None, "email", ctx.engineer_email)],
             recipient=ctx.engineer_name,
-            subject=subject,
-            body=body,
-            payload=payload,
-            now=now,
+            note=_Note(event, event_id, subject, body, payload, now),
         )
-    for channel_id, kind, target in _channels(conn, ctx.region_code, "engineers"):
-        queued += _put(
-            conn,
-            ticket,
-            event=event,
-            event_id=event_id,
-            kind=kind,
-            target=target,
-            channel_id=channel_id,
-            recipient=ctx.engineer_name,
-            subject=subject,
-            body=body,
-            payload=payload,
-            now=now,
-        )
+    queued += _fan_out(
+        conn,
+        ticket,
+        _channels(conn, ctx.region_code, "engineers"),
+        recipient=ctx.engineer_name,
+        note=_Note(event, event_id, subject, body, payload, now),
+    )
     return queued
 
 
@@ -197,21 +183,13 @@ def notify_reporter(
     payload["phone"] = ticket.reporter_phone
     payload["rating_link"] = rating_url
     queued = 0
-    for channel_id, kind, target in _channels(conn, ctx.region_code, "reporters"):
-        queued += _put(
-            conn,
-            ticket,
-            event=event,
-            event_id=event_id,
-            kind=kind,
-            target=target,
-            channel_id=channel_id,
-            recipient=ticket.reporter_phone,
-            subject=subject,
-            body=body,
-            payload=payload,
-            now=now,
-        )
+    queued += _fan_out(
+        conn,
+        ticket,
+        _channels(conn, ctx.region_code, "reporters"),
+        recipient=ticket.reporter_phone,
+        note=_Note(event, event_id, subject, body, payload, now),
+    )
     return queued
 
 
@@ -237,53 +215,53 @@ def notify_supervisors(
     )
     payload = _payload(ticket, ctx, event, note, None)
     queued = 0
-    for channel_id, kind, target in _channels(conn, ctx.region_code, "supervisors"):
-        queued += _put(
-            conn,
-            ticket,
-            event=event,
-            event_id=event_id,
-            kind=kind,
-            target=target,
-            channel_id=channel_id,
-            recipient="supervisors",
-            subject=subject,
-            body=body,
-            payload=payload,
-            now=now,
-        )
+    queued += _fan_out(
+        conn,
+        ticket,
+        _channels(conn, ctx.region_code, "supervisors"),
+        recipient="supervisors",
+        note=_Note(event, event_id, subject, body, payload, now),
+    )
     return queued
 
 
-def _put(
+@dataclass(frozen=True)
+class _Note:
+    """One message, before it is addressed to each channel."""
+
+    event: str
+    event_id: int
+    subject: str
+    body: str
+    payload: dict[str, Any]
+    now: datetime
+
+
+def _fan_out(
     conn: Conn,
     ticket: Ticket,
+    channels: Sequence[tuple[int | None, str, str]],
     *,
-    event: str,
-    event_id: int,
-    kind: str,
-    target: str,
-    channel_id: int | None,
     recipient: str,
-    subject: str,
-    body: str,
-    payload: dict[str, Any],
-    now: datetime,
+    note: _Note,
 ) -> int:
-    where = f"c{channel_id}" if channel_id is not None else f"to:{target}"
-    key = f"edufleet-t{ticket.id}-e{event_id}-{where}"
-    queued = enqueue(
-        conn,
-        ticket_id=ticket.id,
-        event=event,
-        channel=kind,
-        channel_id=channel_id,
-        target=target,
-        recipient=recipient,
-        subject=subject,
-        body=body,
-        payload=payload,
-        idempotency_key=key,
-        now=now,
-    )
-    return 1 if queued is not None else 0
+    """Queue the message once per (channel id, kind, target); returns rows queued."""
+    queued = 0
+    for channel_id, kind, target in channels:
+        where = f"c{channel_id}" if channel_id is not None else f"to:{target}"
+        row = enqueue(
+            conn,
+            ticket_id=ticket.id,
+            event=note.event,
+            channel=kind,
+            channel_id=channel_id,
+            target=target,
+            recipient=recipient,
+            subject=note.subject,
+            body=note.body,
+            payload=note.payload,
+            idempotency_key=f"edufleet-t{ticket.id}-e{note.event_id}-{where}",
+            now=note.now,
+        )
+        queued += int(row is not None)
+    return queued
