@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import httpx
@@ -34,6 +35,13 @@ class World:
     codes: dict[str, str] = field(default_factory=dict)
     engineers: dict[str, int] = field(default_factory=dict)
     users: dict[str, int] = field(default_factory=dict)
+
+
+@lru_cache(maxsize=1)
+def _password_hash() -> str:
+    from edufleet_collector.accounts import hash_password
+
+    return hash_password(PASSWORD)
 
 
 def _one(conn: psycopg.Connection, query: str, params: list[object]) -> int:
@@ -120,9 +128,9 @@ def seed_world(conn: psycopg.Connection) -> World:
         ("eng_wang", "engineer", {"engineer_id": world.engineers["wang"]}),
         ("eng_li", "engineer", {"engineer_id": world.engineers["li"]}),
     ):
-        world.users[name] = create_user(
-            conn, name=name, role=role, password=PASSWORD, **kwargs
-        )
+        world.users[name] = create_user(conn, name=name, role=role, **kwargs)
+    # One argon2 hash serves every user: hashing is slow on purpose.
+    conn.execute("UPDATE users SET password_hash = %s", [_password_hash()])
     conn.commit()
     return world
 
