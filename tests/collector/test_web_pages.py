@@ -275,3 +275,37 @@ def test_admin_issues_an_enrollment_token_shown_once(web, conn):
     assert "0/30" in again.text
     conn.rollback()
     assert conn.execute("SELECT count(*) FROM enrollment_tokens").fetchone()[0] == 1
+
+
+def test_admin_assigns_and_removes_a_backup_engineer(web, conn):
+    world, base, _ = web
+    li = world.engineers["li"]
+    with _client(base) as admin:
+        log_in(admin, "prov")
+        token = csrf_token(admin, "/a/schools/HK01")
+        added = admin.post(
+            "/a/schools/HK01/engineers",
+            data={"csrf_token": token, "engineer_id": str(li), "role": "backup"},
+        )
+        page = admin.get("/a/schools/HK01")
+        conn.rollback()
+        roles = conn.execute(
+            "SELECT engineer_id, role FROM school_engineers WHERE school_id = %s",
+            [world.schools["HK01"]],
+        ).fetchall()
+        removed = admin.post(
+            "/a/schools/HK01/engineers",
+            data={"csrf_token": token, "engineer_id": str(li), "remove": "true"},
+        )
+
+    assert added.status_code == removed.status_code == 303
+    assert "李工" in page.text
+    assert sorted(roles) == sorted(
+        [(world.engineers["wang"], "primary"), (li, "backup")]
+    )
+    conn.rollback()
+    left = conn.execute(
+        "SELECT engineer_id FROM school_engineers WHERE school_id = %s",
+        [world.schools["HK01"]],
+    ).fetchall()
+    assert left == [(world.engineers["wang"],)]

@@ -27,7 +27,12 @@ from ...labels import (
     retire_code,
     write_pdf,
 )
-from ...registry.assignments import list_assignments
+from ...registry.assignments import (
+    AssignmentSet,
+    list_assignments,
+    remove_assignment,
+    set_assignment,
+)
 from ...registry.devices import (
     STATUSES as DEVICE_STATUSES,
 )
@@ -502,6 +507,40 @@ def new_enrollment_token(
         return _render(request, "error.html", {"error": str(exc)}, 422)
     conn.commit()
     return _school_page(request, conn, principal, code, new_token=token)
+
+
+@router.post("/a/schools/{code}/engineers")
+def assign_engineer(
+    *,
+    request: Request,
+    code: str,
+    principal: PageAdminDep,
+    conn: ConnDep,
+    _csrf: CsrfDep,
+    engineer_id: Annotated[int, Form(ge=1)],
+    role: Annotated[str, Form(max_length=10)] = "backup",
+    remove: Annotated[bool, Form()] = False,
+) -> Response:
+    """Assign an engineer to the school (primary or backup), or remove one."""
+    try:
+        if remove:
+            remove_assignment(conn, principal, code, engineer_id)
+        else:
+            set_assignment(
+                conn,
+                principal,
+                code,
+                engineer_id,
+                AssignmentSet.model_validate({"role": role}),
+            )
+    except NotFound:
+        conn.rollback()
+        return not_found(request)
+    except (InvalidInput, Conflict, ValidationError) as exc:
+        conn.rollback()
+        return _render(request, "error.html", {"error": str(exc)}, 422)
+    conn.commit()
+    return RedirectResponse(f"/a/schools/{code}", status_code=303)
 
 
 @router.get("/a/engineers")
