@@ -120,17 +120,19 @@ def dispatch_ticket(
             note=reason,
             data={"considered": considered},
         )
-        notices.notify_supervisors(
-            conn,
-            updated,
-            event_id=event_id,
-            event="dispatch_failed",
-            note=reason,
-            now=now,
-            config=config,
-        )
+        if ticket.dispatch_rule != "none":
+            # Supervisors hear of the first failure, not of every retry.
+            notices.notify_supervisors(
+                conn,
+                updated,
+                event_id=event_id,
+                event="dispatch_failed",
+                note=reason,
+                now=now,
+                config=config,
+            )
+            log.warning("ticket %d could not be dispatched: %s", ticket.id, reason)
         set_timer(conn, ticket.id, "redispatch", now + config.accept_timeout, now)
-        log.warning("ticket %d could not be dispatched: %s", ticket.id, reason)
         return updated
 
     updated = update_ticket(

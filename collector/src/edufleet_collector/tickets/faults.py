@@ -569,6 +569,21 @@ def _school_back(
             outcome.recovered.append(incident.id)
 
 
+def _with_losses(conn: Conn, device_ids: Sequence[int]) -> list[int]:
+    """The devices of ``device_ids`` with a recorded loss or an open offline ticket."""
+    rows = conn.execute(
+        """
+        SELECT device_id FROM connectivity_losses WHERE device_id = ANY(%(ids)s)
+        UNION
+        SELECT device_id FROM tickets
+        WHERE device_id = ANY(%(ids)s) AND fault_code = %(code)s
+          AND ticket_is_open(status)
+        """,
+        {"ids": list(device_ids), "code": OFFLINE_FAULT},
+    ).fetchall()
+    return sorted(int(r[0]) for r in rows)
+
+
 def handle_connectivity(
     conn: Conn,
     *,
@@ -590,6 +605,10 @@ def handle_connectivity(
             field="state",
         )
     outcome = ConnectivityOutcome()
+    if state in BACK_STATES:
+        device_ids = _with_losses(conn, device_ids)
+        if not device_ids:
+            return outcome
     for school_id, ids in sorted(_devices_by_school(conn, device_ids).items()):
         if state in LOST_STATES:
             _school_lost(
