@@ -309,3 +309,48 @@ def test_admin_assigns_and_removes_a_backup_engineer(web, conn):
         [world.schools["HK01"]],
     ).fetchall()
     assert left == [(world.engineers["wang"],)]
+
+
+def test_admin_reassigns_a_ticket_and_merges_a_duplicate(web, conn):
+    world, base, _ = web
+    now = datetime.now(UTC)
+    first = service.create_ticket(
+        conn,
+        source="qr",
+        device_id=world.devices["HK01-PJ-001"],
+        actor="t",
+        now=now,
+        symptom="no_picture",
+    )
+    second = service.create_ticket(
+        conn,
+        source="qr",
+        device_id=world.devices["HK01-PN-001"],
+        actor="t",
+        now=now,
+        symptom="touch",
+    )
+    conn.execute(
+        "INSERT INTO school_engineers (school_id, engineer_id, role) "
+        "VALUES (%s, %s, 'backup')",
+        [world.schools["HK01"], world.engineers["li"]],
+    )
+    conn.commit()
+    with _client(base) as admin:
+        log_in(admin, "hk_bureau")
+        listing = admin.get("/a/tickets?open_only=true")
+        token = csrf_token(admin, "/a/tickets")
+        moved = admin.post(
+            f"/a/tickets/{first.id}/reassign",
+            data={"csrf_token": token, "engineer_id": str(world.engineers["li"])},
+        )
+        merged = admin.post(
+            f"/a/tickets/{second.id}/merge",
+            data={"csrf_token": token, "into_id": str(first.id)},
+        )
+
+    assert f"/e/tickets/{second.id}" in listing.text
+    assert moved.status_code == merged.status_code == 303
+    conn.rollback()
+    assert service.get_ticket(conn, first.id).engineer_id == world.engineers["li"]
+    assert service.get_ticket(conn, second.id).merged_into == first.id

@@ -144,6 +144,13 @@ def test_other_district_reads_and_writes_get_404(web, conn):
                 data={"csrf_token": token, "engineer_id": str(world.engineers["li"])},
             ),
             "school": sanya.get("/a/schools/HK01"),
+            "assign": sanya.post(
+                "/a/schools/HK01/engineers",
+                data={"csrf_token": token, "engineer_id": str(world.engineers["li"])},
+            ),
+            "retire": sanya.post(
+                f"/a/devices/{hk_device}/retire-code", data={"csrf_token": token}
+            ),
         }
         listing = sanya.get("/a/tickets")
         labels = sanya.post(
