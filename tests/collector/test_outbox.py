@@ -401,3 +401,35 @@ def test_two_workers_deliver_each_notification_once(
         "SELECT count(*) FROM notifications WHERE status = 'sent' AND attempts = 1"
     ).fetchone()
     assert sent == (30,)
+
+
+def test_reporter_phone_is_erased_from_delivered_notifications(
+    conn, receiver: Receiver
+) -> None:
+    from edufleet_collector.notify.outbox import erase_delivered_contacts
+
+    world = build_world(conn, receiver_url=receiver.url)
+    now = local(2026, 9, 14, 9, 0)
+    ticket = service.create_ticket(
+        conn,
+        source="qr",
+        device_id=world.devices["projector"],
+        actor="r",
+        now=now,
+        reporter_phone="13912345678",
+    )
+    service.transition(conn, ticket.id, "accept", "eng", "", now)
+    conn.commit()
+    deliver_due(conn, {"webhook": WebhookSender(httpx.Client())}, owner="w", now=now)
+    sms = [r for r in receiver.requests if r["path"] == "/reporters"]
+    assert len(sms) == 1
+    assert json.loads(sms[0]["body"])["phone"] == "13912345678"
+    assert f"/t/{ticket.status_token}" in json.loads(sms[0]["body"])["link"]
+
+    assert erase_delivered_contacts(conn, before=now) == 0
+    assert erase_delivered_contacts(conn, before=now + timedelta(days=1)) == 1
+    left = conn.execute(
+        "SELECT count(*) FROM notifications WHERE payload::text LIKE '%%13912345678%%' "
+        "OR recipient LIKE '%%13912345678%%' OR body LIKE '%%13912345678%%'"
+    ).fetchone()
+    assert left == (0,)

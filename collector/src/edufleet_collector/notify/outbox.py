@@ -269,3 +269,25 @@ def deliver_due(
                 message.idempotency_key,
             )
     return report
+
+
+def erase_delivered_contacts(conn: Conn, *, before: datetime) -> int:
+    """Blank the phone numbers in notifications finished before ``before``.
+
+    Messages to reporters carry their phone number (for an SMS gateway); once
+    a message is sent or dead and old enough, the number has no further use.
+    Returns how many rows were erased.
+    """
+    rows = conn.execute(
+        """
+        UPDATE notifications
+        SET recipient = '', body = '', payload = payload - 'phone' - 'text'
+        WHERE payload ? 'phone' AND status IN ('sent', 'dead')
+          AND created_at < %s
+        RETURNING id
+        """,
+        [before],
+    ).fetchall()
+    if rows:
+        log.info("erased the reporters' phone numbers of %d notifications", len(rows))
+    return len(rows)

@@ -24,7 +24,13 @@ from psycopg_pool import ConnectionPool
 from ..analytics import run_due_analytics
 from ..backoff import Backoff
 from ..db.partitions import maintain_telemetry
-from ..notify.outbox import DEFAULT_BACKOFF, DeliveryReport, Sender, deliver_due
+from ..notify.outbox import (
+    DEFAULT_BACKOFF,
+    DeliveryReport,
+    Sender,
+    deliver_due,
+    erase_delivered_contacts,
+)
 from ..privacy import purge_personal_data
 from ..tickets.model import DEFAULT_CONFIG, TicketConfig
 from ..tickets.timers import FiringReport, fire_due_timers
@@ -174,6 +180,10 @@ class Worker:
             )
             purge_personal_data(
                 conn, retention_days=self.options.personal_data_retention_days, now=now
+            )
+            erase_delivered_contacts(
+                conn,
+                before=now - timedelta(days=self.options.personal_data_retention_days),
             )
         self.last_upkeep = now
         return True
