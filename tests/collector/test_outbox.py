@@ -433,3 +433,21 @@ def test_reporter_phone_is_erased_from_delivered_notifications(
         "OR recipient LIKE '%%13912345678%%' OR body LIKE '%%13912345678%%'"
     ).fetchone()
     assert left == (0,)
+
+
+def test_malformed_channel_url_is_dead_at_once(conn) -> None:  # type: ignore[no-untyped-def]
+    now = local(2026, 9, 14, 9, 0)
+    enqueue(
+        conn,
+        event="e",
+        channel="webhook",
+        target="ftp://example.org/hook",
+        idempotency_key="bad-url",
+        now=now,
+    )
+    conn.commit()
+    report = deliver_due(
+        conn, {"webhook": WebhookSender(httpx.Client())}, owner="w", now=now
+    )
+    assert report.dead == 1
+    assert "not valid" in report.errors[0]

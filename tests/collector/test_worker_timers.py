@@ -308,3 +308,19 @@ def test_worker_command_runs_one_pass(conn, world: World, database_url: str) -> 
     assert fired >= 2
     assert "retried: 0" not in done.stdout
     assert service.get_ticket(conn, ticket.id).engineer_id != world.engineers["primary"]
+
+
+def test_ticket_everyone_ignored_is_offered_again_on_retry(conn, world: World) -> None:
+    clock = Clock(local(2026, 9, 14, 9, 0))
+    ticket = _report(conn, world, clock)
+    for _ in range(4):  # primary, backup1, backup2, then the av pool engineer
+        clock.advance(minutes=11)
+        _fire(conn, clock)
+    stranded = service.get_ticket(conn, ticket.id)
+    assert stranded.status == "reported" and stranded.engineer_id is None
+    assert _supervisor_notes(conn, ticket.id).count("dispatch_failed") == 1
+    clock.advance(minutes=11)
+    _fire(conn, clock)
+    offered = service.get_ticket(conn, ticket.id)
+    assert offered.status == "dispatched"
+    assert offered.engineer_id == world.engineers["primary"]

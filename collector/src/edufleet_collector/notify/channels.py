@@ -52,6 +52,11 @@ def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
 def _post(client: httpx.Client, url: str, **kwargs: object) -> httpx.Response:
     try:
         response = client.post(url, **kwargs)  # type: ignore[arg-type]
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        raise DeliveryError(
+            f"channel URL {_safe(url)!r} is not valid: {exc}; fix the channel's target",
+            permanent=True,
+        ) from exc
     except httpx.HTTPError as exc:
         raise DeliveryError(f"POST {_safe(url)} failed: {exc}") from exc
     if response.status_code >= 400:

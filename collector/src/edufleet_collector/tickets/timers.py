@@ -167,8 +167,15 @@ def _redispatch(
         return False
     if ticket.parent_id is not None or ticket.merged_into is not None:
         return False
+    # A retry considers everyone again, also engineers who timed out earlier.
     updated = dispatch_ticket(
-        conn, ticket, actor=SYSTEM_ACTOR, now=now, config=config, note="retry"
+        conn,
+        ticket,
+        actor=SYSTEM_ACTOR,
+        now=now,
+        config=config,
+        note="retry",
+        fresh=True,
     )
     refresh_sla(conn, updated, now, calendars=config.calendars)
     return updated.status == "dispatched"
