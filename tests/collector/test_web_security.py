@@ -1,6 +1,7 @@
 """The pages against hostile input: codes, CSRF, XSS, scope, limits, uploads."""
 
 import secrets
+import socket
 from pathlib import Path
 
 import httpx
@@ -287,3 +288,18 @@ def test_pages_carry_security_headers_without_inline_script(web):
     assert "<script" not in page.text
     cookie = page.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=lax" in cookie
+
+
+def test_form_body_over_the_limit_is_refused_before_it_is_read(web):
+    world, base, _ = web
+    code = world.codes["HK01-PJ-001"]
+    host, port = base.removeprefix("http://").split(":")
+    head = (
+        f"POST /r/{code} HTTP/1.1\r\nHost: {host}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {26 * 1024 * 1024}\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode() + b"symptom=x")
+        status_line = sock.recv(200).split(b"\r\n")[0]
+    assert b" 413 " in status_line

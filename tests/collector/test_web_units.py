@@ -81,3 +81,18 @@ def test_check_photo_names_the_limit_when_too_big():
         check_photo(b"\xff\xd8\xff" + b"\x00" * 2000, "image/jpeg", max_bytes=1024)
     assert caught.value.field == "photo_size"
     assert check_photo(b"\xff\xd8\xff\x00", "application/octet-stream", max_bytes=99)
+
+
+@pytest.mark.parametrize(
+    ("value", "safe"),
+    [
+        ("/e/tickets/3", "/e/tickets/3"),
+        ("//evil.example/x", None),
+        ("https://evil.example/", None),
+        ("/\\evil.example", None),
+    ],
+)
+def test_login_redirects_only_to_local_paths(value, safe):
+    from edufleet_collector.web.pages.auth import _safe_next
+
+    assert _safe_next(value) == safe

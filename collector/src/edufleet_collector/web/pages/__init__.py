@@ -18,7 +18,7 @@ from ..sessions import SessionSigner
 from . import auth, public
 from .admin import router as admin_router
 from .engineer import router as engineer_router
-from .render import Pages, SecurityHeaders
+from .render import BodyLimit, Pages, SecurityHeaders
 
 _API_PREFIXES = ("/api/", "/healthz", "/metrics", "/docs", "/redoc", "/openapi.json")
 
@@ -37,6 +37,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(engineer_router)
     app.include_router(admin_router)
 
+    app.add_middleware(BodyLimit)
     app.add_middleware(GZipMiddleware, minimum_size=500)
     app.add_middleware(
         SecurityHeaders, content_security_policy=pages.content_security_policy

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..csrf import CSRF_COOKIE, CsrfTokens, browser_value
@@ -132,3 +132,34 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+MAX_FORM_BYTES = 25 * 1024 * 1024
+"""No page form is larger (a ledger file is at most 20 MB)."""
+
+
+class BodyLimit:
+    """ASGI middleware refusing a page form whose declared size is over the
+    limit, before a byte of it is read. The API routes set their own limits."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_FORM_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not str(scope.get("path", "")).startswith(
+            "/api/"
+        ):
+            for name, value in scope.get("headers", []):
+                if name == b"content-length" and value.isdigit():
+                    if int(value) > self.max_bytes:
+                        response = PlainTextResponse(
+                            f"the request body of {int(value):,} bytes exceeds the "
+                            f"{self.max_bytes:,}-byte limit; send a smaller file",
+                            status_code=413,
+                            headers={"Connection": "close"},
+                        )
+                        await response(scope, receive, send)
+                        return
+                    break
+        await self.app(scope, receive, send)
