@@ -217,3 +217,22 @@ def test_a_will_makes_a_ticket_for_a_pc_only_in_service_time(
     ).fetchall()
     expected = [(controller, "closed")] + ([(pc, "reported")] if school_day else [])
     assert sorted(tickets) == sorted(expected)
+
+
+def test_refused_messages_past_retention_are_pruned(
+    conn: psycopg.Connection[Any],
+) -> None:
+    from edufleet_collector.ingest.silence import prune_rejected
+
+    at = datetime(2026, 9, 30, 10, 0, tzinfo=SHANGHAI)
+    for age_days in (40, 31, 29, 1):
+        conn.execute(
+            "INSERT INTO rejected_messages (received_at, topic, reason, "
+            "payload_bytes, payload_sample) VALUES (%s, 't', 'bad_json', 1, 'x')",
+            [at - timedelta(days=age_days)],
+        )
+
+    deleted = prune_rejected(conn, now=at, keep_days=30)
+
+    left = conn.execute("SELECT count(*) FROM rejected_messages").fetchone()
+    assert (deleted, left) == (2, (2,))

@@ -116,6 +116,9 @@ class Settings(BaseSettings):
         ge=0,
         description="a device's last_seen is rewritten at most this often",
     )
+    ingest_rejected_retention_days: float = Field(
+        default=30.0, gt=0, description="refused messages are kept this long"
+    )
     silence_factor: float = Field(
         default=3.0,
         ge=1.0,

@@ -56,7 +56,7 @@ from ..tickets.model import TicketConfig
 from . import metrics
 from .decode import Decoder, Limits, Received, uid_of
 from .devices import Device, DeviceCache
-from .silence import detect_silence
+from .silence import detect_silence, prune_rejected
 from .store import Writer, WriteResult
 
 log = logging.getLogger("edufleet.collector.ingest")
@@ -436,16 +436,23 @@ class Ingest:
             try:
                 if conn is None or conn.closed or conn.broken:
                     conn = psycopg.connect(settings.database_url, connect_timeout=5)
+                now = datetime.now(UTC)
                 with conn.transaction():
-                    detect_silence(
+                    report = detect_silence(
                         conn,
-                        now=datetime.now(UTC),
+                        now=now,
                         factor=settings.silence_factor,
                         default_interval=settings.silence_default_interval_seconds,
                         calendars=calendars,
                         config=self.ticket_config,
                         slack=settings.ingest_last_seen_resolution_seconds,
                     )
+                    if report.ran:
+                        prune_rejected(
+                            conn,
+                            now=now,
+                            keep_days=settings.ingest_rejected_retention_days,
+                        )
             except (psycopg.Error, EdufleetError) as exc:
                 log.warning("silence check failed, retried next period: %s", exc)
         if conn is not None:

@@ -104,3 +104,15 @@ def detect_silence(
             len(report.faults),
         )
     return report
+
+
+def prune_rejected(conn: Conn, *, now: datetime, keep_days: float) -> int:
+    """Delete refused messages older than ``keep_days``; return how many went."""
+    deleted = conn.execute(
+        "DELETE FROM rejected_messages "
+        "WHERE received_at < %s - make_interval(secs => %s)",
+        [now, keep_days * 86400],
+    ).rowcount
+    if deleted:
+        log.info("pruned %d refused messages older than %g days", deleted, keep_days)
+    return deleted
