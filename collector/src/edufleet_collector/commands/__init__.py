@@ -18,6 +18,7 @@ from . import (
     seed,
     serve,
     simulate,
+    tickets,
     worker,
 )
 
@@ -34,6 +35,7 @@ COMMAND_MODULES: list[ModuleType] = [
     enroll_tokens,
     seed,
     worker,
+    tickets,
     simulate,
     grafana,
 ]
