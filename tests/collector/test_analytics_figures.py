@@ -236,6 +236,11 @@ def test_school_room_and_region_availability_add_up(conn, week):
         [WEEK_FROM, WEEK_TO, WEEK_TO, week["room"]],
     ).fetchone()
     assert room == (2, pytest.approx(1 - (3 + 7.5) * 3600 / (2 * SCHOOL_WEEK)))
+    of_school_b = conn.execute(
+        "SELECT count(*) FROM room_availability(%s, %s, %s, %s)",
+        [WEEK_FROM, WEEK_TO, WEEK_TO, week["B"]],
+    ).fetchone()
+    assert of_school_b == (0,)
 
     regions = {
         r[0]: r[1:]

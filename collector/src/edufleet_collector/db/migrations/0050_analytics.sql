@@ -257,7 +257,7 @@ COMMENT ON FUNCTION school_service_totals(timestamptz, timestamptz, timestamptz)
 -- service time, and availability is then NULL.
 CREATE FUNCTION device_availability(
     p_from timestamptz, p_to timestamptz, p_now timestamptz DEFAULT now(),
-    p_device bigint DEFAULT NULL
+    p_device bigint DEFAULT NULL, p_school bigint DEFAULT NULL
 ) RETURNS TABLE (device_id bigint, school_id bigint, room_id bigint, category text,
                  service_seconds double precision, down_seconds double precision,
                  availability double precision)
@@ -272,15 +272,17 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
         JOIN school_service_totals(p_from, p_to, p_now) t ON t.school_id = a.school_id
         LEFT JOIN device_downtime(p_from, p_to, p_now, p_device) x
             ON x.device_id = a.device_id
-        WHERE p_device IS NULL OR a.device_id = p_device
+        WHERE (p_device IS NULL OR a.device_id = p_device)
+          AND (p_school IS NULL OR a.school_id = p_school)
     )
     SELECT f.*, CASE WHEN f.service_seconds > 0
                      THEN greatest(0, 1 - f.down_seconds / f.service_seconds) END
     FROM figures f
 $$;
-COMMENT ON FUNCTION device_availability(timestamptz, timestamptz, timestamptz, bigint) IS
-    'Availability per counted device (or the one given) in [from, to): 1 - down '
-    'service seconds / service seconds. Always-on categories use wall-clock time.';
+COMMENT ON FUNCTION device_availability(timestamptz, timestamptz, timestamptz, bigint, bigint) IS
+    'Availability per counted device (or the one device, or the devices of the '
+    'one school, given) in [from, to): 1 - down service seconds / service '
+    'seconds. Always-on categories use wall-clock time.';
 
 -- Availability per school in [p_from, p_to), summed over its devices without
 -- visiting every device: device counts per school (school_device_counts),
@@ -316,7 +318,8 @@ COMMENT ON FUNCTION school_availability(timestamptz, timestamptz, timestamptz) I
 
 -- Availability per room: the same figures grouped by the devices' rooms.
 CREATE FUNCTION room_availability(
-    p_from timestamptz, p_to timestamptz, p_now timestamptz DEFAULT now()
+    p_from timestamptz, p_to timestamptz, p_now timestamptz DEFAULT now(),
+    p_school bigint DEFAULT NULL
 ) RETURNS TABLE (room_id bigint, school_id bigint, devices bigint,
                  service_seconds double precision, down_seconds double precision,
                  availability double precision)
@@ -325,12 +328,12 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
            sum(d.down_seconds),
            CASE WHEN sum(d.service_seconds) > 0
                 THEN greatest(0, 1 - sum(d.down_seconds) / sum(d.service_seconds)) END
-    FROM device_availability(p_from, p_to, p_now) d
+    FROM device_availability(p_from, p_to, p_now, NULL, p_school) d
     WHERE d.room_id IS NOT NULL
     GROUP BY d.room_id
 $$;
-COMMENT ON FUNCTION room_availability(timestamptz, timestamptz, timestamptz) IS
-    'Availability per room in [from, to).';
+COMMENT ON FUNCTION room_availability(timestamptz, timestamptz, timestamptz, bigint) IS
+    'Availability per room (of every school, or of the one given) in [from, to).';
 
 -- Availability per region (province, city or county, district) in
 -- [p_from, p_to), summing every school in the region's subtree.
