@@ -354,3 +354,26 @@ def test_admin_reassigns_a_ticket_and_merges_a_duplicate(web, conn):
     conn.rollback()
     assert service.get_ticket(conn, first.id).engineer_id == world.engineers["li"]
     assert service.get_ticket(conn, second.id).merged_into == first.id
+
+
+def test_admin_adds_a_room_and_a_duplicate_name_is_explained(web, conn):
+    _, base, _ = web
+    with _client(base) as admin:
+        log_in(admin, "hk_school")
+        token = csrf_token(admin, "/a/schools/HK01")
+        added = admin.post(
+            "/a/schools/HK01/rooms",
+            data={"csrf_token": token, "name": "初三(2)班", "kind": "exam"},
+        )
+        again = admin.post(
+            "/a/schools/HK01/rooms", data={"csrf_token": token, "name": "初三(2)班"}
+        )
+        other = admin.post(
+            "/a/schools/SY01/rooms", data={"csrf_token": token, "name": "x"}
+        )
+    assert added.status_code == 303
+    assert again.status_code == 422 and "初三(2)班" in again.text
+    assert other.status_code == 404
+    conn.rollback()
+    kinds = conn.execute("SELECT kind FROM rooms WHERE name = '初三(2)班'").fetchall()
+    assert kinds == [("exam",)]

@@ -46,7 +46,7 @@ from ...registry.devices import (
 from ...registry.engineers import list_engineers
 from ...registry.ledger import import_ledger
 from ...registry.pagination import Page
-from ...registry.rooms import list_rooms
+from ...registry.rooms import RoomCreate, create_room, list_rooms
 from ...registry.schools import list_schools
 from ...tickets import service
 from ...tickets.model import STATUSES as TICKET_STATUSES
@@ -507,6 +507,38 @@ def new_enrollment_token(
         return _render(request, "error.html", {"error": str(exc)}, 422)
     conn.commit()
     return _school_page(request, conn, principal, code, new_token=token)
+
+
+@router.post("/a/schools/{code}/rooms")
+def add_room(
+    *,
+    request: Request,
+    code: str,
+    principal: PageAdminDep,
+    conn: ConnDep,
+    _csrf: CsrfDep,
+    name: Annotated[str, Form(max_length=100)],
+    building: Annotated[str, Form(max_length=100)] = "",
+    kind: Annotated[str, Form(max_length=20)] = "classroom",
+) -> Response:
+    """Add a room to the school."""
+    try:
+        create_room(
+            conn,
+            principal,
+            code,
+            RoomCreate.model_validate(
+                {"name": name, "building": building, "kind": kind}
+            ),
+        )
+    except NotFound:
+        conn.rollback()
+        return not_found(request)
+    except (InvalidInput, Conflict, ValidationError) as exc:
+        conn.rollback()
+        return _render(request, "error.html", {"error": str(exc)}, 422)
+    conn.commit()
+    return RedirectResponse(f"/a/schools/{code}", status_code=303)
 
 
 @router.post("/a/schools/{code}/engineers")
