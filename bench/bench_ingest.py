@@ -8,7 +8,8 @@ publish time as the sample's timestamp) for the registered devices.
 
 Phases, all in one run:
 
-1. raw COPY ceiling: the same rows COPYed straight into ``telemetry``;
+1. raw COPY ceiling: the same rows COPYed straight into ``telemetry``, then
+   ingest's own decode-and-write path on as many messages, in this process;
 2. broker ceiling: unpaced publishers to a subscriber that discards everything;
 3. ingest capacity: unpaced publishers to ``edufleet ingest`` (real
    subprocesses), counted in the database;
@@ -174,6 +175,60 @@ def copy_ceiling(url: str, rows: int, devices: int) -> float:
         elapsed = time.perf_counter() - started
         conn.execute("TRUNCATE telemetry")
     return rows / elapsed
+
+
+def write_path(url: str, rows: int, devices: int) -> tuple[float, float]:
+    """Ingest's decode-and-write path alone, in this process: msg/s and CPU s/msg.
+
+    The same batches of 5,000 messages as the ingest process writes, without
+    the broker, so the figure isolates ingest's own work from MQTT delivery.
+    """
+    from edufleet_collector.calendar_store import CalendarCache  # noqa: PLC0415
+    from edufleet_collector.ingest.decode import (  # noqa: PLC0415
+        Decoder,
+        Limits,
+        Received,
+        uid_of,
+    )
+    from edufleet_collector.ingest.devices import DeviceCache  # noqa: PLC0415
+    from edufleet_collector.ingest.store import Writer  # noqa: PLC0415
+    from edufleet_collector.tickets.model import DEFAULT_CONFIG  # noqa: PLC0415
+
+    now = time.time()
+    messages = [
+        Received(
+            n,
+            1,
+            f"edufleet/v1/bench-{n % devices}/telemetry",
+            payload("writepath01", n + 1, now - rows / 1000 + n / 1000),
+            now,
+        )
+        for n in range(rows)
+    ]
+    cache = DeviceCache()
+    decoder = Decoder(Limits(256 * 1024, 300, 30 * 86400, 120))
+    writer = Writer(
+        calendars=CalendarCache(),
+        devices_by_id=dict,
+        config=DEFAULT_CONFIG,
+        seen_resolution=10,
+    )
+    with psycopg.connect(url) as conn:
+        cache.refresh(conn)
+        conn.commit()
+        cpu, wall = time.process_time(), time.perf_counter()
+        for offset in range(0, rows, 5000):
+            chunk = messages[offset : offset + 5000]
+            with conn.transaction():
+                devices_now = cache.resolve(
+                    conn, {uid_of(m.topic) or "" for m in chunk}
+                )
+                result = writer.write(conn, decoder.decode(chunk, devices_now))
+            writer.committed(result)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        conn.execute("TRUNCATE telemetry")
+        conn.commit()
+    return rows / wall, cpu / rows
 
 
 # --- publishers and the discarding subscriber ---
@@ -507,6 +562,11 @@ def main() -> int:
 
         copy_rate = copy_ceiling(db_url, args.copy_rows, args.devices)
         log(f"raw COPY ceiling: {copy_rate:,.0f} rows/s")
+        path_rate, path_cpu = write_path(db_url, args.copy_rows, args.devices)
+        log(
+            f"ingest write path alone: {path_rate:,.0f} msg/s, "
+            f"{path_cpu * 1e6:,.0f} us CPU per message in Python"
+        )
 
         discard_rate, discard_cpu = broker_ceiling(
             mqtt_url, uids, args.publishers, args.ceiling_seconds
@@ -611,6 +671,11 @@ def main() -> int:
             f"(a discarding paho subscriber: {discard_cpu * 1000:,.1f} ms)"
         )
         print(f"  ingest capacity (unpaced): {capacity:,.0f} msg/s")
+        print(
+            f"  ingest decode + write path alone (no broker): {path_rate:,.0f} msg/s, "
+            f"{path_cpu * 1e6:,.0f} us Python CPU per message; "
+            f"{path_rate / copy_rate:.0%} of raw COPY"
+        )
         print(
             f"  ceilings: broker -> discard {discard_rate:,.0f} msg/s, "
             f"raw COPY {copy_rate:,.0f} rows/s"
