@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import yaml
 
@@ -239,3 +240,24 @@ def test_pushed_datasource_matches_the_provisioning_file():
         assert provisioned[key] == DATASOURCE[key]
     for key, value in DATASOURCE["jsonData"].items():
         assert provisioned["jsonData"][key] == value
+
+
+def test_set_password_gives_the_grafana_role_a_password(settings, monkeypatch, capsys):
+    monkeypatch.setenv("EDUFLEET_GRAFANA_DB_PASSWORD", "a-long-random-password-42")
+    monkeypatch.setenv("EDUFLEET_SECRET_KEY", "s" * 48)
+    assert main(["grafana", "set-password"]) == 0
+    with psycopg.connect(settings.database_url) as conn:
+        row = conn.execute(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'edufleet_grafana'"
+        ).fetchone()
+        # The role belongs to the whole test server: leave it as it was.
+        conn.execute("ALTER ROLE edufleet_grafana PASSWORD NULL")
+        conn.commit()
+    assert row and str(row[0]).startswith(("SCRAM-SHA-256$", "md5"))
+    assert "edufleet_grafana" in capsys.readouterr().out
+
+
+def test_set_password_refuses_a_short_password(settings, monkeypatch, capsys):
+    monkeypatch.setenv("EDUFLEET_GRAFANA_DB_PASSWORD", "short")
+    assert main(["grafana", "set-password"]) == 2
+    assert "at least 16 characters" in capsys.readouterr().err
