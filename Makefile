@@ -56,6 +56,10 @@ bench-simulator: venv
 bench-agent: venv
 	$(SERVICES) run -- $(BIN)/python bench/bench_agent_footprint.py
 
+.PHONY: bench-walls
+bench-walls: venv
+	$(SERVICES) run -- $(BIN)/python bench/bench_walls.py
+
 bench: bench-import bench-registry
 
 # The failure drills at a few thousand devices; `make test` runs them small.
