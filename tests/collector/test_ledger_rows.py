@@ -65,15 +65,18 @@ def test_parse_ledger_prefers_the_better_alias_and_reports_the_other_as_ignored(
     assert sorted(parsed.ignored_columns) == ["备注", "设备编号"]
 
 
-def test_parse_ledger_rejects_two_columns_with_the_same_header():
+def test_parse_ledger_rejects_two_columns_for_the_same_field():
     parsed = parse_ledger(
-        numbered(["资产编号", "设备类别", "所属学校", "金额", "金额"], ["A1"]),
+        numbered(["资产编号", "设备类别", "所属学校", "金额", "金额（元）"], ["A1"]),
         schools=SCHOOLS,
         categories=CATEGORIES,
     )
 
-    assert [(e.line, e.column) for e in parsed.errors] == [(1, "金额")]
-    assert "columns 4 and 5" in parsed.errors[0].reason
+    assert [(e.line, e.column) for e in parsed.errors] == [(1, "金额（元）")]
+    assert parsed.errors[0].reason == (
+        "columns 4 ('金额') and 5 ('金额（元）') both mean 金额 (price); "
+        "delete or rename one"
+    )
     assert parsed.rows == []
 
 

@@ -207,8 +207,9 @@ def _map_columns(
                     line,
                     text,
                     None,
-                    f"two columns are headed {text!r} (columns {held[0] + 1} and "
-                    f"{i + 1}); delete or rename one",
+                    f"columns {held[0] + 1} ({headers[held[0]]!r}) and {i + 1} "
+                    f"({text!r}) both mean {FIELDS_BY_KEY[key].label}; delete or "
+                    "rename one",
                     "列名重复，请删除或改名其中一列",
                 )
             )
