@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal
 
 from argon2 import PasswordHasher
@@ -22,6 +23,7 @@ ROLES: tuple[Role, ...] = (
     "engineer",
 )
 TOKEN_PREFIX = "eft_"
+TOKEN_USE_RESOLUTION = timedelta(minutes=1)
 
 _hasher = PasswordHasher()
 
@@ -200,10 +202,22 @@ def principal_for_user(conn: Conn, user_id: int) -> Principal | None:
 def principal_for_token(conn: Conn, token: str) -> Principal | None:
     """The principal behind an API token, or None if it is unknown or revoked."""
     row = conn.execute(
-        "UPDATE api_tokens SET last_used_at = now() "
-        "WHERE digest = %s AND revoked_at IS NULL RETURNING user_id",
+        "SELECT id, user_id FROM api_tokens WHERE digest = %s AND revoked_at IS NULL",
         [token_digest(token)],
     ).fetchone()
     if row is None:
         return None
-    return principal_for_user(conn, int(row[0]))
+    # Record the use at most once a minute, and never wait for it: requests
+    # sharing a token would otherwise queue on the row's lock.
+    conn.execute(
+        """
+        UPDATE api_tokens SET last_used_at = now()
+        WHERE id = (
+            SELECT id FROM api_tokens
+            WHERE id = %s AND (last_used_at IS NULL OR last_used_at < now() - %s)
+            FOR UPDATE SKIP LOCKED
+        )
+        """,
+        [row[0], TOKEN_USE_RESOLUTION],
+    )
+    return principal_for_user(conn, int(row[1]))

@@ -28,6 +28,7 @@ from .api import (
 )
 from .api import enroll as enroll_api
 from .api import tickets as tickets_api
+from .deps import WEB_POOL_MIN_MAX
 from .pages import install as install_pages
 
 log = logging.getLogger("edufleet.collector.web")
@@ -67,7 +68,15 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> FastAP
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = pool is None
-        app.state.pool = pool if pool is not None else open_pool(settings, name="web")
+        app.state.pool = (
+            pool
+            if pool is not None
+            else open_pool(
+                settings,
+                name="web",
+                max_size=max(settings.db_pool_max_size, WEB_POOL_MIN_MAX),
+            )
+        )
         try:
             yield
         finally:

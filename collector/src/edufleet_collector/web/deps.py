@@ -32,6 +32,26 @@ def get_conn(request: Request) -> Iterator[Conn]:
         yield conn
 
 
+DB_CONCURRENCY = 16
+"""Requests that may hold a pooled connection at once, in each web process.
+
+Kept below the web pool's size (``WEB_POOL_MIN_MAX``) so that the pages and
+health checks that borrow a connection of their own always find one. Requests
+beyond it wait on the event loop, not in a worker thread: waiting in threads
+could take every thread while the requests holding connections wait for one
+to finish, and the server would stall.
+"""
+
+WEB_POOL_MIN_MAX = 20
+
+# One Depends object, so that its limit and its per-request cache are shared by
+# every route and by the principal lookup. scope="function" commits and returns
+# the connection when the handler returns, before the response is sent, so a
+# client that follows a redirect at once sees what the request wrote.
+_conn = Depends(get_conn, scope="function", max_concurrency=DB_CONCURRENCY)
+ConnDep = Annotated[Conn, _conn]
+
+
 def _principal_from_session(request: Request, conn: Conn) -> Principal | None:
     sessions = getattr(request.app.state, "sessions", None)
     cookie = request.cookies.get(SESSION_COOKIE)
@@ -41,9 +61,7 @@ def _principal_from_session(request: Request, conn: Conn) -> Principal | None:
     return principal_for_user(conn, user_id) if user_id is not None else None
 
 
-def optional_principal(
-    request: Request, conn: Annotated[Conn, Depends(get_conn)]
-) -> Principal | None:
+def optional_principal(request: Request, conn: ConnDep) -> Principal | None:
     """The caller from a bearer token or a session cookie, or None if anonymous."""
     header = request.headers.get("authorization", "")
     if header:
@@ -87,7 +105,6 @@ def require_admin(
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-ConnDep = Annotated[Conn, Depends(get_conn)]
 PrincipalDep = Annotated[Principal, Depends(require_principal)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
 OptionalPrincipalDep = Annotated[Principal | None, Depends(optional_principal)]
