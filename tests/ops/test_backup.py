@@ -1,10 +1,12 @@
 import json
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
 
 from edufleet_collector.db.migrate import migrate
 from edufleet_collector.ops.backup import BackupError, backup, restore
+from edufleet_collector.tickets.service import create_ticket
 
 
 def _fill(conn):
@@ -25,6 +27,17 @@ def _fill(conn):
         "INSERT INTO telemetry (ts, device_id, sid, seq, metrics) "
         "VALUES (now(), 1, 's', 1, '{\"cpu_pct\": 5}')"
     )
+    device = conn.execute("SELECT min(id) FROM devices").fetchone()[0]
+    # Tickets exercise the expression and partial indexes on restore.
+    create_ticket(
+        conn,
+        source="hotline",
+        device_id=device,
+        actor="test",
+        now=datetime.now(UTC),
+        symptom="no_power",
+        reporter_name="张老师",
+    )
     conn.commit()
 
 
@@ -32,7 +45,13 @@ def _counts(url):
     with psycopg.connect(url) as conn:
         return {
             table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            for table in ("schools", "devices", "telemetry", "schema_migrations")
+            for table in (
+                "schools",
+                "devices",
+                "telemetry",
+                "tickets",
+                "schema_migrations",
+            )
         }
 
 
