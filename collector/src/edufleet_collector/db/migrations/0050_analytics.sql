@@ -117,8 +117,7 @@ COMMENT ON VIEW region_tree IS
 -- Until when a ticket keeps its device down: open tickets for ever (until
 -- now, when clipped), others until resolution (or closing, for a ticket closed
 -- without a resolution). The expression is written out, here and in
--- device_downtime_spans, rather than behind a function: functions carry a
--- pinned search_path (0060), which keeps the planner from inlining them.
+-- device_downtime_spans, so that the index and the view match it exactly.
 -- The index is not partial so that ANALYZE keeps statistics of the
 -- expression and the planner estimates the window's tickets well.
 CREATE INDEX tickets_downtime_idx ON tickets ((

@@ -14,8 +14,7 @@
 -- A single metric is read with the expression written out,
 --   CASE WHEN jsonb_typeof(metrics -> 'host.cpu_pct') = 'number'
 --        THEN (metrics ->> 'host.cpu_pct')::double precision END
--- rather than through a function: functions carry a pinned search_path
--- (0060), which makes every call a real call, and this runs once per sample.
+-- rather than through a function call, since it runs once per sample.
 
 -- The largest numeric value of a metric family: "name" and every
 -- "name[label]" (one value per mount, per sensor...).
