@@ -296,3 +296,27 @@ def test_metrics_are_served_by_ingest_and_by_the_web_app(settings: Any) -> None:
     for text in (served, web.text):
         assert "edufleet_ingest_commit_seconds_bucket" in text
         assert "edufleet_ingest_rejected_total" in text
+
+
+def test_committed_messages_are_acknowledged_so_a_restart_receives_none_again(
+    ingest_settings: Any, database_url: str, fleet: Fleet
+) -> None:
+    import time
+
+    messages = [telemetry(u, seq) for u in fleet.uids for seq in range(1, 201)]
+    with (
+        ingest_thread(ingest_settings, client_id="acked") as first,
+        publisher(ingest_settings.mqtt_url) as pub,
+    ):
+        pub.send(messages)
+        wait_for(
+            lambda: (
+                scalar(database_url, "SELECT count(*) FROM telemetry") == len(messages)
+            ),
+            what="every sample",
+        )
+    with ingest_thread(ingest_settings, client_id="acked") as second:
+        time.sleep(1.5)
+
+    assert (first.committed, first._generation) == (len(messages), 1)
+    assert second.committed == 0
