@@ -15,8 +15,10 @@ def test_serve_with_two_workers_answers_from_both_processes(database_url, tmp_pa
     env = dict(os.environ, EDUFLEET_DATABASE_URL=database_url)
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "edufleet_collector.cli", "serve"]
-            + ["--port", str(port), "--workers", "2"],
+            [
+                *(sys.executable, "-m", "edufleet_collector.cli", "serve"),
+                *("--port", str(port), "--workers", "2"),
+            ],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
