@@ -56,7 +56,7 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str | None]] = {
 
 ACTIONS = tuple(TRANSITIONS)
 MAX_NOTE = 4000
-RATING_PATH = "/r/"
+RATING_PATH = "/rate/"
 
 
 def allowed_actions(status: str) -> list[str]:
