@@ -148,7 +148,7 @@ def test_rating_link_sent_to_the_reporter_works_once(web, conn):
     token = service.issue_rating_token(conn, 1, now)
     conn.commit()
     link = service.rating_link(service.DEFAULT_CONFIG, token)
-    path = link[link.index("/r/") :]
+    path = link[link.index("/rate/") :]
 
     with _client(base) as teacher:
         form = teacher.get(path)

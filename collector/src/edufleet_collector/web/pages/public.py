@@ -29,7 +29,6 @@ router = APIRouter(include_in_schema=False)
 
 _CODE_RE = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
 _PHONE_RE = re.compile(r"^\+?[0-9][0-9 -]{4,19}$")
-LONGEST_LABEL_CODE = 16
 MAX_DESCRIPTION = 2000
 MAX_NAME = 50
 
@@ -183,10 +182,6 @@ def landing(request: Request, code: str, settings: SettingsDep) -> HTMLResponse:
     with get_pool(request).connection() as conn:
         device = find_device(conn, code, negotiate(request))
         if device is None:
-            if len(code) > LONGEST_LABEL_CODE:
-                # Rating links sent to reporters share the /r/ prefix; their
-                # tokens are longer than any label code.
-                return rating_form(request, code, conn)
             return _unknown_code(request)
         return _device_page(request, conn, settings, code, device)
 
