@@ -11,7 +11,7 @@ SERVICES := $(PYTHON) scripts/services.py
 PYTEST_ARGS ?=
 
 .PHONY: venv test lint typecheck pytest demo bench bench-import bench-registry bench-ingest \
-	bench-agent drills clean
+	bench-agent bench-simulator bench-walls bench-qr bench-dispatch bench-dynsec drills clean
 
 $(STAMP): constraints.txt requirements-dev.txt agent/pyproject.toml collector/pyproject.toml
 	$(SERVICES) ensure venv
@@ -60,7 +60,18 @@ bench-agent: venv
 bench-walls: venv
 	$(SERVICES) run -- $(BIN)/python bench/bench_walls.py
 
-bench: bench-import bench-registry
+bench-qr: venv
+	$(SERVICES) ensure wrk
+	$(SERVICES) run -- $(BIN)/python bench/bench_qr.py
+
+bench-dispatch: venv
+	$(SERVICES) run -- $(BIN)/python bench/bench_dispatch.py
+
+bench-dynsec: venv
+	$(SERVICES) run -- $(BIN)/python bench/bench_dynsec.py
+
+bench: bench-import bench-registry bench-ingest bench-simulator bench-agent bench-walls \
+	bench-qr bench-dispatch bench-dynsec
 
 # The failure drills at a few thousand devices; `make test` runs them small.
 drills: venv

@@ -31,15 +31,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import psycopg
 
-from bench_registry import free_port, fresh_database
+from bench_registry import fresh_database, running_server
 from edufleet_collector.db.migrate import migrate
 from edufleet_collector.registry.seed import seed_province
 
@@ -53,43 +51,6 @@ class Latency:
     errors: int
     p50_ms: float
     p99_ms: float
-
-
-@contextmanager
-def running_server(database_url: str, upload_dir: str) -> Iterator[str]:
-    port = free_port()
-    env = dict(
-        os.environ,
-        EDUFLEET_DATABASE_URL=database_url,
-        EDUFLEET_UPLOAD_DIR=upload_dir,
-        EDUFLEET_QR_RATE_PER_MINUTE="100000000",
-        EDUFLEET_LOG_LEVEL="WARNING",
-        EDUFLEET_DB_POOL_MAX_SIZE="20",
-    )
-    command = [sys.executable, "-m", "edufleet_collector.cli", "serve", "--port"]
-    proc = subprocess.Popen([*command, str(port)], env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"the server exited with status {proc.returncode}")
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the server did not answer /healthz within 30 s")
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def page_size(url: str) -> tuple[int, int]:
@@ -196,6 +157,9 @@ def load_with_python(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="server processes (one per core)"
+    )
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--schools", type=int, default=100)
     parser.add_argument("--devices-per-school", type=int, default=30)
@@ -232,7 +196,12 @@ def main() -> int:
                 )
             ]
         paths = [f"/r/{code}" for code in codes]
-        with running_server(url, uploads) as base:
+        with running_server(
+            url,
+            upload_dir=uploads,
+            qr_rate_per_minute="100000000",
+            db_pool_max_size="20",
+        ) as base:
             wire, plain = page_size(base + paths[0])
             load(base, paths[:20], 2, 10)
             page = load(base, paths, args.seconds, args.concurrency)

@@ -90,16 +90,22 @@ def database(server: str, existing: str | None) -> Iterator[str]:
 
 
 @contextmanager
-def running_server(database_url: str) -> Iterator[str]:
+def running_server(
+    database_url: str, *, workers: int = 1, **settings: str
+) -> Iterator[str]:
+    """``edufleet serve`` on a free port; ``settings`` are extra EDUFLEET_* values."""
     port = free_port()
     env = dict(
         os.environ,
         EDUFLEET_DATABASE_URL=database_url,
         EDUFLEET_LOG_LEVEL="WARNING",
         EDUFLEET_ENVIRONMENT="development",
+        **{f"EDUFLEET_{name.upper()}": value for name, value in settings.items()},
     )
     command = [sys.executable, "-m", "edufleet_collector.cli", "serve"]
-    proc = subprocess.Popen([*command, "--port", str(port)], env=env)
+    proc = subprocess.Popen(
+        [*command, "--port", str(port), "--workers", str(workers)], env=env
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -117,7 +123,11 @@ def running_server(database_url: str) -> Iterator[str]:
         yield base
     finally:
         proc.terminate()
-        proc.wait(timeout=15)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @dataclass

@@ -39,6 +39,7 @@ PACKAGES = {
     "chromium": "chromium",
     "chromedriver": "chromium-driver",
     "docker-compose": "docker-compose",
+    "wrk": "wrk",
     "cjkfont": "fonts-wqy-microhei",
 }
 
