@@ -167,7 +167,7 @@ def _walkthrough(settings: Settings, web: str, metrics: str) -> str:
     return "\n".join(lines)
 
 
-def run_demo(settings: Settings, *, port: int = 8000, fault_rate: float = 0.02) -> int:
+def run_demo(settings: Settings, *, port: int = 8000, fault_rate: float = 0.05) -> int:
     env = dict(os.environ)
     env.setdefault("EDUFLEET_DEMO_PASSWORD", "edufleet-demo")
     env["EDUFLEET_SECRET_KEY"] = settings.secret_key.get_secret_value()
@@ -213,6 +213,7 @@ def run_demo(settings: Settings, *, port: int = 8000, fault_rate: float = 0.02) 
                 "30",
                 "--fault-rate",
                 str(fault_rate),
+                "--use-registry",
             ],
         )
         _wait_http(f"{web}/healthz", 60, server)

@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--port", type=int, default=8000, help="web port (8000 if free)"
     )
-    parser.add_argument("--fault-rate", type=float, default=0.02)
+    parser.add_argument(
+        "--fault-rate", type=float, default=0.05, help="faults per device per hour"
+    )
     parser.set_defaults(handler=run_demo_command)
 
 
