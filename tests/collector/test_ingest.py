@@ -320,3 +320,38 @@ def test_committed_messages_are_acknowledged_so_a_restart_receives_none_again(
 
     assert (first.committed, first._generation) == (len(messages), 1)
     assert second.committed == 0
+
+
+def test_a_broker_size_limit_drops_a_huge_payload_and_valid_traffic_continues(
+    settings: Any, database_url: str, fleet: Fleet, tmp_path: Any
+) -> None:
+    from procs import MosquittoProcess
+
+    broker = MosquittoProcess(
+        tmp_path / "limited", extra_config="message_size_limit 1048576"
+    )
+    broker.start()
+    try:
+        limited = settings.model_copy(
+            update={"mqtt_url": broker.url, "ingest_batch_ms": 50}
+        )
+        with (
+            ingest_thread(limited),
+            publisher(broker.url) as huge,
+            publisher(broker.url) as pub,
+        ):
+            sent = huge.client.publish(
+                topics.telemetry_topic(fleet.uids[0]),
+                os.urandom(10 * 1024 * 1024),
+                qos=1,
+            )
+            sent.wait_for_publish(2)  # the broker drops it without a PUBACK
+            pub.send([telemetry(u, seq) for u in fleet.uids for seq in range(1, 11)])
+            wait_for(
+                lambda: scalar(database_url, "SELECT count(*) FROM telemetry") == 50,
+                what="the valid samples",
+            )
+    finally:
+        broker.stop()
+
+    assert scalar(database_url, "SELECT count(*) FROM rejected_messages") == 0
