@@ -334,26 +334,42 @@ def rate_between(probe: Callable[[], int], warmup: float, window: float) -> floa
 
 
 def broker_ceiling(
-    url: str, uids: list[str], procs: int, seconds: float
+    url: str, uids: list[str], procs: int, seconds: float, sinks: int
 ) -> tuple[float, float]:
-    """Messages/s into a discarding subscriber, and its CPU seconds per 1,000."""
-    received = mp.Value("q", 0)
-    ready, done = mp.Event(), mp.Event()
-    sink = mp.Process(target=discard_main, args=(url, received, ready, done))
-    sink.start()
-    ready.wait(10)
-    sink_ps = psutil.Process(sink.pid)
+    """Messages/s into discarding subscribers, and their CPU seconds per 1,000.
+
+    ``sinks`` subscribers share one subscription, as the ingest processes do.
+    """
+    counters = [mp.Value("q", 0) for _ in range(sinks)]
+    done = mp.Event()
+    readies = [mp.Event() for _ in range(sinks)]
+    processes = [
+        mp.Process(target=discard_main, args=(url, counter, ready, done))
+        for counter, ready in zip(counters, readies, strict=True)
+    ]
+    for process in processes:
+        process.start()
+    for ready in readies:
+        ready.wait(10)
+    sink_ps = [psutil.Process(p.pid) for p in processes]
+
+    def received() -> int:
+        return sum(int(c.value) for c in counters)
+
+    def cpu() -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in sink_ps)
+
     workers, _, _ = run_publishers(url, uids, procs, None, seconds)
     time.sleep(3)
-    cpu_start, count_start = sum(sink_ps.cpu_times()[:2]), int(received.value)
-    measured = rate_between(lambda: int(received.value), 0, seconds - 5)
-    cpu = sum(sink_ps.cpu_times()[:2]) - cpu_start
-    count = int(received.value) - count_start
+    cpu_start, count_start = cpu(), received()
+    measured = rate_between(received, 0, seconds - 5)
+    used, count = cpu() - cpu_start, received() - count_start
     join(workers)
     time.sleep(1)
     done.set()
-    sink.join(10)
-    return measured, cpu / max(1, count) * 1000
+    for process in processes:
+        process.join(10)
+    return measured, used / max(1, count) * 1000
 
 
 # --- ingest ---
@@ -569,7 +585,7 @@ def main() -> int:
         )
 
         discard_rate, discard_cpu = broker_ceiling(
-            mqtt_url, uids, args.publishers, args.ceiling_seconds
+            mqtt_url, uids, args.publishers, args.ceiling_seconds, args.ingest_procs
         )
         log(
             f"broker -> discard ceiling: {discard_rate:,.0f} msg/s, "
@@ -677,7 +693,8 @@ def main() -> int:
             f"{path_rate / copy_rate:.0%} of raw COPY"
         )
         print(
-            f"  ceilings: broker -> discard {discard_rate:,.0f} msg/s, "
+            f"  ceilings: broker -> {args.ingest_procs} discarding subscriber(s) "
+            f"{discard_rate:,.0f} msg/s, "
             f"raw COPY {copy_rate:,.0f} rows/s"
         )
         print(
