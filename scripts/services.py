@@ -398,6 +398,10 @@ def run(command: list[str], keep: bool) -> int:
                 return child.wait()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="action", required=True)
@@ -414,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "ensure":
             print(ensure_binary(args.binary))
             return 0
+        # A SIGTERM (from CI or a process manager) cleans up like Ctrl-C: the
+        # command is stopped, then the private servers and their data.
+        signal.signal(signal.SIGTERM, _interrupt)
         command = args.command[1:] if args.command[:1] == ["--"] else args.command
         if not command:
             parser.error("run needs a command after --")
