@@ -73,10 +73,11 @@ bench-dynsec: venv
 bench: bench-import bench-registry bench-ingest bench-simulator bench-agent bench-walls \
 	bench-qr bench-dispatch bench-dynsec
 
-# The failure drills at a few thousand devices; `make test` runs them small.
+# The failure drills, at a few thousand devices; each takes a minute or two, so
+# `make test` leaves them out (pytest deselects the "drill" marker by default).
 drills: venv
 	EDUFLEET_DRILL_DEVICES=3000 EDUFLEET_DRILL_INTERVAL=5 EDUFLEET_DRILL_SECONDS=60 \
-		$(SERVICES) run -- $(BIN)/pytest -q tests/drills
+		$(SERVICES) run -- $(BIN)/pytest -q -m drill tests/drills
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts

@@ -1,7 +1,7 @@
 """Failure drills: the whole system as processes, one part broken per drill.
 
-``make test`` runs them small (a few hundred devices); ``make drills`` runs
-them at a few thousand devices. Each drill prints one line: what was sent,
+``make drills`` runs them at a few thousand devices; ``pytest -m drill
+tests/drills`` runs them small (a few hundred devices, the defaults below). Each drill prints one line: what was sent,
 what arrived, and the tickets, telemetry and notifications counted.
 """
 

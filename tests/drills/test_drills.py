@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.drill]
 
 FAULTS_PER_HOUR = 60.0
 
