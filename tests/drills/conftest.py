@@ -1,8 +1,9 @@
 """Failure drills: the whole system as processes, one part broken per drill.
 
 ``make drills`` runs them at a few thousand devices; ``pytest -m drill
-tests/drills`` runs them small (a few hundred devices, the defaults below). Each drill prints one line: what was sent,
-what arrived, and the tickets, telemetry and notifications counted.
+tests/drills`` runs them small (a few hundred devices, the defaults below).
+Each drill prints one line: what was sent, what arrived, and the tickets,
+telemetry and notifications counted.
 """
 
 from __future__ import annotations
