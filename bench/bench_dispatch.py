@@ -112,6 +112,9 @@ def main() -> int:
     parser.add_argument("--devices-per-school", type=int, default=20)
     parser.add_argument("--pool-size", type=int, default=45)
     parser.add_argument(
+        "--workers", type=int, default=2, help="server processes (one per core)"
+    )
+    parser.add_argument(
         "--think",
         type=float,
         default=5.0,
@@ -180,8 +183,6 @@ def main() -> int:
             EDUFLEET_DATABASE_URL=url,
             EDUFLEET_ENVIRONMENT="test",
             EDUFLEET_LOG_LEVEL="ERROR",
-            # More connections than the server's 40 request threads, so no
-            # thread waits for a connection held by a request awaiting a thread.
             EDUFLEET_DB_POOL_MAX_SIZE=str(args.pool_size),
         )
         process = subprocess.Popen(
@@ -192,6 +193,8 @@ def main() -> int:
                 "serve",
                 "--port",
                 str(port),
+                "--workers",
+                str(args.workers),
             ],
             env=env,
         )

@@ -205,6 +205,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument(
+        "--workers", type=int, default=2, help="server processes (one per core)"
+    )
+    parser.add_argument(
         "--existing",
         metavar="URL",
         help="measure this database, already seeded by `edufleet seed`, "
@@ -285,7 +288,7 @@ def main() -> int:
             "/api/v1/devices (Haikou bureau)", lambda r: "/api/v1/devices"
         )
 
-        with running_server(url) as base:
+        with running_server(url, workers=args.workers) as base:
             results = []
             headers = {"Authorization": f"Bearer {token}"}
             with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
