@@ -21,7 +21,7 @@ Phases, all in one run:
    on distinct devices and records when each ticket is committed.
 
     .venv/bin/python bench/bench_ingest.py [--rate 10000] [--seconds 60]
-        [--publishers 3] [--ingest-procs 1] [--devices 10000]
+        [--publishers 3] [--ingest-procs 2] [--devices 10000]
 """
 
 from __future__ import annotations
@@ -556,7 +556,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60, help="paced run length")
     parser.add_argument("--ceiling-seconds", type=float, default=15)
     parser.add_argument("--publishers", type=int, default=3)
-    parser.add_argument("--ingest-procs", type=int, default=1)
+    parser.add_argument("--ingest-procs", type=int, default=2)
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--copy-rows", type=int, default=200_000)
     parser.add_argument("--keep", action="store_true", help="keep the database")
