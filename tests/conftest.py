@@ -10,21 +10,18 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+
+from dbutil import create_database, drop_database
 
 # Fixtures that start private server processes (tests/procs.py).
 pytest_plugins = ["procs"]
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
 
 
 @pytest.fixture(scope="session")
@@ -42,20 +39,6 @@ def mqtt_url() -> str:
 def mqtt_address(mqtt_url: str) -> tuple[str, int]:
     parts = urlsplit(mqtt_url)
     return parts.hostname or "127.0.0.1", parts.port or 1883
-
-
-def create_database(server_url: str, name: str, template: str | None = None) -> str:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        if template:
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-        else:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    return with_database(server_url, name)
-
-
-def drop_database(server_url: str, name: str) -> None:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

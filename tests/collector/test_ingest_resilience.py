@@ -30,7 +30,7 @@ from ingest_support import (
     wait_for,
 )
 
-from conftest import create_database, drop_database
+from dbutil import create_database, drop_database
 from edufleet_collector.db.migrate import migrate
 from edufleet_protocol import topics
 from procs import MosquittoProcess, free_port

@@ -89,7 +89,7 @@ def test_seed_loads_the_announced_counts(conn) -> None:  # type: ignore[no-untyp
 
 
 def test_seed_is_deterministic(server_url, template_database) -> None:  # type: ignore[no-untyped-def]
-    from conftest import create_database, drop_database
+    from dbutil import create_database, drop_database
     from edufleet_collector.registry.seed import seed_province
 
     prints = []

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 import yaml
 
-from conftest import create_database, drop_database
+from dbutil import create_database, drop_database
 from edufleet_collector.analytics import refresh_rollups, refresh_service_periods
 from edufleet_collector.analytics.synthetic import generate_activity
 from edufleet_collector.grafana.dashboards import (
