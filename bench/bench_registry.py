@@ -304,7 +304,7 @@ def main() -> int:
 
         print(
             f"\n{args.requests} requests per row, {args.concurrency} threads, "
-            f"one uvicorn worker; target p99 < {TARGET_P99_MS:.0f} ms\n"
+            f"{args.workers} server process(es); target p99 < {TARGET_P99_MS:.0f} ms\n"
         )
         baseline = results[0]
         print(

@@ -15,7 +15,11 @@ from ..settings import Settings
 SESSION_COOKIE = "edufleet_session"
 
 
-def get_settings(request: Request) -> Settings:
+# Dependencies that do no I/O are coroutines, so FastAPI runs them on the event
+# loop instead of handing each to a worker thread.
+
+
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -84,7 +88,7 @@ def optional_principal(request: Request, conn: ConnDep) -> Principal | None:
     return _principal_from_session(request, conn)
 
 
-def require_principal(
+async def require_principal(
     principal: Annotated[Principal | None, Depends(optional_principal)],
 ) -> Principal:
     if principal is None:
@@ -96,7 +100,7 @@ def require_principal(
     return principal
 
 
-def require_admin(
+async def require_admin(
     principal: Annotated[Principal, Depends(require_principal)],
 ) -> Principal:
     if not principal.is_admin:

@@ -9,7 +9,7 @@ from fastapi import Depends, Query
 from ...registry.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 
 
-def page_params(
+async def page_params(
     limit: Annotated[
         int, Query(ge=1, le=MAX_LIMIT, description="rows per page")
     ] = DEFAULT_LIMIT,
