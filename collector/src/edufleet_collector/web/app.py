@@ -74,6 +74,9 @@ def create_app(settings: Settings, pool: ConnectionPool | None = None) -> FastAP
             else open_pool(
                 settings,
                 name="web",
+                # Opened whole at start: growing under a burst opens one
+                # connection at a time, and requests would queue for seconds.
+                min_size=max(settings.db_pool_max_size, WEB_POOL_MIN_MAX),
                 max_size=max(settings.db_pool_max_size, WEB_POOL_MIN_MAX),
             )
         )
