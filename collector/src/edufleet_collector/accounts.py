@@ -199,8 +199,8 @@ def principal_for_user(conn: Conn, user_id: int) -> Principal | None:
     )
 
 
-def principal_for_token(conn: Conn, token: str) -> Principal | None:
-    """The principal behind an API token, or None if it is unknown or revoked."""
+def user_for_token(conn: Conn, token: str) -> int | None:
+    """The id of the user behind an API token, or None if unknown or revoked."""
     row = conn.execute(
         "SELECT id, user_id FROM api_tokens WHERE digest = %s AND revoked_at IS NULL",
         [token_digest(token)],
@@ -220,4 +220,4 @@ def principal_for_token(conn: Conn, token: str) -> Principal | None:
         """,
         [row[0], TOKEN_USE_RESOLUTION],
     )
-    return principal_for_user(conn, int(row[1]))
+    return int(row[1])
