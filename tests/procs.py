@@ -260,10 +260,9 @@ class TcpProxy:
     @staticmethod
     def _pump(src: socket.socket, dst: socket.socket) -> None:
         try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
+            with contextlib.suppress(OSError):
+                while data := src.recv(65536):
+                    dst.sendall(data)
         finally:
             for sock in (src, dst):
                 with contextlib.suppress(OSError):

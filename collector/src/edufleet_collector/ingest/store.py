@@ -68,6 +68,8 @@ def write_telemetry(conn: Conn, lines: list[str]) -> tuple[int, bool]:
             copy.write(data)
         return len(lines), False
     except pg_errors.UniqueViolation:
+        # A redelivered sample is already stored: take the slower path below,
+        # which skips duplicates one by one.
         pass
 
     conn.execute(
