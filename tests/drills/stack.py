@@ -182,13 +182,16 @@ class Stack:
     def simulate(
         self, *, devices: int, interval: float, duration: float, fault_rate: float
     ):
+        # The simulator takes at most 1,000 devices a school; with
+        # --use-registry it simulates the first schools x devices of them.
+        schools = -(-devices // 1000)
         return self.start(
             "simulator",
             "simulate",
             "--schools",
-            "1",
+            str(schools),
             "--devices-per-school",
-            str(devices),
+            str(-(-devices // schools)),
             "--interval",
             str(interval),
             "--duration",
