@@ -91,6 +91,8 @@ class Stack:
             "EDUFLEET_SECRET_KEY": "drill-secret-key-long-enough-0123456789abcdef",
             "EDUFLEET_PUBLIC_URL": f"http://127.0.0.1:{self.web_port}",
             "EDUFLEET_WORKER_INTERVAL_SECONDS": "0.5",
+            # The drills load the QR pages from one address on purpose.
+            "EDUFLEET_QR_RATE_PER_MINUTE": "1000000",
         }
 
     # -- processes ---------------------------------------------------------

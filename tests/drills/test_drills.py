@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import statistics
 import time
 
@@ -289,10 +290,15 @@ def test_drill_agent_exhausts_its_disk_quota(stack, record, tmp_path):
         agent.wait(20)
         running.kill()
         agent_log.close()
-    state_now = stack.scalar(
-        "SELECT count(*) FROM device_state WHERE device_id = %s AND state = 'sleeping'",
-        device_id,
+    sleeping = (
+        "SELECT count(*) FROM device_state "
+        f"WHERE device_id = {device_id} AND state = 'sleeping'"
     )
+    # Under load ingest may still be working through the backlog.
+    with contextlib.suppress(AssertionError):
+        stack.wait_for(lambda: stack.scalar(sleeping) == 1, 60, "the sleeping state")
+    state_now = stack.scalar(sleeping)
+
     record(
         f"drill agent disk quota: {expected} fault events raised offline, {faults} "
         f"arrived (in order: {order == 0}); telemetry thinned to {telemetry} of "
