@@ -70,8 +70,15 @@ _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
 def load_with_wrk(
-    base: str, paths: list[str], seconds: int, concurrency: int
+    base: str,
+    paths: list[str],
+    seconds: int,
+    concurrency: int,
+    *,
+    pause: float = 0.0,
 ) -> Latency:
+    """wrk's closed loop; with ``pause``, each connection waits about that long
+    (uniformly 0.5-1.5 times it) between an answer and its next request."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         listed = ",".join(f'"{p}"' for p in paths)
         script.write(
@@ -81,6 +88,13 @@ def load_with_wrk(
             "{['Accept-Encoding'] = 'gzip'})\n"
             "end\n"
         )
+        if pause > 0:
+            # Drawn between half and one and a half times the pause, so the
+            # connections do not fall into step and arrive as one burst.
+            low, high = int(pause * 500), int(pause * 1500)
+            script.write(
+                f"delay = function()\n  return math.random({low}, {high})\nend\n"
+            )
     try:
         out = subprocess.run(
             [
@@ -206,10 +220,10 @@ def main() -> int:
             load(base, paths[:20], 2, 10)
             page = load(base, paths, args.seconds, args.concurrency)
             health = load(base, ["/healthz"], args.seconds, args.concurrency)
-            paced_page = load_with_python(
+            paced_page = load(
                 base, paths, args.seconds, args.concurrency, pause=args.pause
             )
-            paced_health = load_with_python(
+            paced_health = load(
                 base, ["/healthz"], args.seconds, args.concurrency, pause=args.pause
             )
 
