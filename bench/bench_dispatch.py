@@ -15,37 +15,26 @@ was dispatched with its notification queued.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psycopg
 
+from bench_registry import running_server, with_database
 from edufleet_collector.accounts import create_token, create_user
 from edufleet_collector.db.migrate import migrate
 from edufleet_collector.registry.seed import seed_province
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -132,8 +121,8 @@ def main() -> int:
     name = f"edufleet_bench_dispatch_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(server, name)
-    process = None
+    url = with_database(server, name)
+    servers = contextlib.ExitStack()
     try:
         with psycopg.connect(url) as conn:
             migrate(conn)
@@ -177,38 +166,15 @@ def main() -> int:
         random.Random(1).shuffle(devices)
         devices = firsts + devices
 
-        port = _free_port()
-        env = dict(
-            os.environ,
-            EDUFLEET_DATABASE_URL=url,
-            EDUFLEET_ENVIRONMENT="test",
-            EDUFLEET_LOG_LEVEL="ERROR",
-            EDUFLEET_DB_POOL_MAX_SIZE=str(args.pool_size),
+        base = servers.enter_context(
+            running_server(
+                url,
+                workers=args.workers,
+                environment="test",
+                log_level="ERROR",
+                db_pool_max_size=str(args.pool_size),
+            )
         )
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "edufleet_collector.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--workers",
-                str(args.workers),
-            ],
-            env=env,
-        )
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("edufleet serve did not start within 30 s")
-            time.sleep(0.2)
         failures: list[str] = []
         device_index = itertools.count()
 
@@ -278,9 +244,7 @@ def main() -> int:
             print("first failure:", failures[0])
         return 0 if not failures else 1
     finally:
-        if process is not None:
-            process.terminate()
-            process.wait(10)
+        servers.close()
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -19,6 +19,7 @@ database is dropped at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import socket
@@ -100,8 +101,8 @@ def running_server(
         EDUFLEET_DATABASE_URL=database_url,
         EDUFLEET_LOG_LEVEL="WARNING",
         EDUFLEET_ENVIRONMENT="development",
-        **{f"EDUFLEET_{name.upper()}": value for name, value in settings.items()},
     )
+    env.update({f"EDUFLEET_{name.upper()}": value for name, value in settings.items()})
     command = [sys.executable, "-m", "edufleet_collector.cli", "serve"]
     proc = subprocess.Popen(
         [*command, "--port", str(port), "--workers", str(workers)], env=env
@@ -112,11 +113,9 @@ def running_server(
         while True:
             if proc.poll() is not None:
                 raise SystemExit(f"the server exited with status {proc.returncode}")
-            try:
+            with contextlib.suppress(httpx.TransportError):
                 if httpx.get(base + "/healthz", timeout=1).status_code == 200:
                     break
-            except httpx.TransportError:
-                pass
             if time.monotonic() > deadline:
                 raise SystemExit("the server did not answer /healthz within 30 s")
             time.sleep(0.2)

@@ -10,6 +10,7 @@ processes seldom deadlock; when they do, the batch is retried whole.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,17 +61,15 @@ def write_telemetry(conn: Conn, lines: list[str]) -> tuple[int, bool]:
     if not lines:
         return 0, False
     data = "".join(lines)
-    try:
+    # A redelivered sample already stored makes the COPY fail; the slower
+    # path below then skips duplicates one by one.
+    with contextlib.suppress(pg_errors.UniqueViolation):
         with (
             conn.transaction(),
             conn.cursor().copy(f"COPY telemetry {_COPY_COLUMNS} FROM STDIN") as copy,
         ):
             copy.write(data)
         return len(lines), False
-    except pg_errors.UniqueViolation:
-        # A redelivered sample is already stored: take the slower path below,
-        # which skips duplicates one by one.
-        pass
 
     conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS ingest_stage "
