@@ -30,6 +30,7 @@ import argparse
 import multiprocessing as mp
 import os
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -47,11 +48,13 @@ from urllib.parse import urlsplit, urlunsplit
 import paho.mqtt.client as mqtt
 import psutil
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edufleet_collector.db.migrate import migrate
+from edufleet_collector.ingest.wire import IngestClient
+from wirepub import WirePublisher
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_MQTT = "mqtt://127.0.0.1:1883"
@@ -63,6 +66,7 @@ PAYLOAD = (
 )
 TRACER_UID = "bench-tracer"
 FAULT_DEVICES = 400
+PUBACK = struct.Struct("!BBH")
 
 
 def log(message: str) -> None:
@@ -244,56 +248,86 @@ class PublishJob:
 
 
 def publisher_main(job: PublishJob, sent: Any, go: Any) -> None:
-    """Publish single-sample telemetry round-robin over the job's devices."""
-    client = mqtt_client(job.url, f"bench-pub-{os.getpid()}-{uuid.uuid4().hex[:4]}")
-    client.loop_start()
+    """Publish single-sample telemetry round-robin over the job's devices.
+
+    Counts what the broker acknowledged, not what was written to the socket.
+    """
+    client_id = f"bench-pub-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+    publisher = WirePublisher(job.url, client_id)
     rate = job.rate
-    topics = [f"edufleet/v1/{u}/telemetry" for u in job.uids]
+    topics = [f"edufleet/v1/{u}/telemetry".encode() for u in job.uids]
     sid = f"bench{uuid.uuid4().hex[:12]}"
     go.wait()
     started = time.time()
     end = started + job.seconds
     n = 0
-    publish = client.publish
-    while True:
+
+    def batch(room: int) -> list[tuple[bytes, bytes]]:
+        nonlocal n
         at = time.time()
-        if at >= end:
-            break
-        for _ in range(200):
-            info = publish(topics[n % len(topics)], payload(sid, n + 1, at), qos=1)
-            while info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
-                time.sleep(0.002)
-                info = publish(topics[n % len(topics)], payload(sid, n + 1, at), qos=1)
-            n += 1
         if rate:
-            ahead = started + n / rate - time.time()
-            if ahead > 0:
-                time.sleep(ahead)
-    deadline = time.time() + 120
-    while client._out_messages and time.time() < deadline:
-        time.sleep(0.05)
+            room = min(room, int((at - started) * rate) - n)
+        stamp = datetime.fromtimestamp(at, UTC).isoformat()
+        first = n
+        n += max(0, room)
+        return [
+            (
+                topics[seq % len(topics)],
+                (PAYLOAD % (sid, seq + 1, stamp, seq % 100, seq)).encode(),
+            )
+            for seq in range(first, n)
+        ]
+
+    while time.time() < end:
+        if not publisher.publish_many(batch):
+            publisher.poll(0.002)
+    publisher.drain(120)
     with sent.get_lock():
-        sent.value += n
-    client.disconnect()
-    client.loop_stop()
+        sent.value += publisher.acked
+    if publisher.refused or publisher.inflight:
+        log(
+            f"publisher {client_id}: {publisher.refused} refused, "
+            f"{publisher.inflight} unacknowledged"
+        )
+    publisher.close()
 
 
 def discard_main(url: str, received: Any, ready: Any, done: Any) -> None:
-    """Subscribe like ingest does (same window) and throw every message away."""
-    client = mqtt_client(url, f"bench-discard-{os.getpid()}", receive_maximum=20000)
-    count = [0]
+    """Subscribe like ingest does and throw every message away.
 
-    def on_message(client: mqtt.Client, userdata: object, message: Any) -> None:
-        count[0] += 1
+    The same client, receive window and batched acknowledgements as ingest,
+    so the ceiling is the broker and the MQTT receive path, without the
+    database.
+    """
+    parts = urlsplit(url)
+    client = IngestClient(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"bench-discard-{os.getpid()}",
+        protocol=mqtt.MQTTv5,
+        manual_ack=True,
+    )
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.ReceiveMaximum = 20000
+    client.connect(
+        parts.hostname or "127.0.0.1", parts.port or 1883, properties=properties
+    )
+    acks: list[bytes] = []
 
-    client.on_message = on_message
+    def on_fast_message(mid: int, topic: str, payload: bytes) -> None:
+        acks.append(PUBACK.pack(0x40, 2, mid))
+
+    client.on_fast_message = on_fast_message
     client.subscribe("$share/discard/edufleet/v1/+/telemetry", qos=1)
     ready.set()
+    count = 0
     while not done.is_set():
-        # The same reading as ingest: one loop turn, then a burst of reads.
-        client.loop(timeout=0.02)
-        client.loop_read(max_packets=1000)
-        received.value = count[0]
+        client.loop(timeout=0.0 if client.buffered() else 0.02)
+        client.read_buffered(1000)
+        if acks:
+            count += len(acks)
+            client._packet_queue(0x40, b"".join(acks), 0, 0)
+            acks.clear()
+        received.value = count
     client.disconnect()
 
 

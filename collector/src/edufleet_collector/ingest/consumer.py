@@ -36,7 +36,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -59,6 +59,7 @@ from .decode import Decoder, Limits, Received, uid_of
 from .devices import Device, DeviceCache
 from .silence import detect_silence, prune_rejected
 from .store import Writer, WriteResult
+from .wire import IngestClient
 
 log = logging.getLogger("edufleet.collector.ingest")
 
@@ -140,9 +141,9 @@ class Ingest:
 
     # --- MQTT -----------------------------------------------------------------
 
-    def _make_client(self) -> mqtt.Client:
+    def _make_client(self) -> IngestClient:
         settings = self.settings
-        client = mqtt.Client(
+        client = IngestClient(
             CallbackAPIVersion.VERSION2,
             client_id=self.options.client_id,
             protocol=mqtt.MQTTv5,
@@ -159,6 +160,7 @@ class Ingest:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_fast_message = self._on_fast_message
         client.on_subscribe = self._on_subscribe
         return client
 
@@ -229,19 +231,17 @@ class Ingest:
     def _on_message(
         self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage
     ) -> None:
-        self._inbox.append(
-            (
-                Received(
-                    message.mid,
-                    message.qos,
-                    message.topic,
-                    cast(bytes, message.payload),
-                    time.time(),
-                ),
-                self._generation,
-            )
+        self._receive(message.mid, message.qos, message.topic, bytes(message.payload))
+
+    def _on_fast_message(self, mid: int, topic: str, payload: bytes) -> None:
+        self._receive(mid, 1, topic, payload)
+
+    def _receive(self, mid: int, qos: int, topic: str, payload: bytes) -> None:
+        inbox = self._inbox
+        inbox.append(
+            (Received(mid, qos, topic, payload, time.time()), self._generation)
         )
-        if len(self._inbox) >= self.options.batch_size:
+        if len(inbox) >= self.options.batch_size:
             self._wake.set()
 
     def _mqtt_loop(self) -> None:
@@ -281,10 +281,11 @@ class Ingest:
                 return
             code = MQTTErrorCode.MQTT_ERR_SUCCESS
             while code == MQTTErrorCode.MQTT_ERR_SUCCESS and not self._closing.is_set():
-                code = client.loop(timeout=0.02)
+                # loop() waits for the socket, then reads one packet, writes and
+                # keeps the connection alive; the rest is read in a burst.
+                code = client.loop(timeout=0.0 if client.buffered() else 0.02)
                 if code == MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    # loop() reads one packet per call; drain what is buffered.
-                    code = client.loop_read(max_packets=READ_BURST)
+                    code = client.read_buffered(READ_BURST)
                 self._send_acks()
             if not self._closing.is_set():
                 log.warning("broker connection lost (%s); reconnecting", code)
