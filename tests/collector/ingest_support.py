@@ -219,7 +219,7 @@ def ingest_thread(
     thread = threading.Thread(target=ingest.run, daemon=True)
     thread.start()
     try:
-        wait_for(ingest._connected.is_set, 10, "ingest to connect")
+        wait_for(ingest.ready, 10, "ingest to connect and subscribe")
         yield ingest
     finally:
         ingest.stop.set()
@@ -264,11 +264,12 @@ class IngestProcess:
     def _subscriptions(self) -> int:
         if not self.log_path.exists():
             return 0
-        return self.log_path.read_text().count("subscribed to")
+        return self.log_path.read_text().count("lane subscribed to")
 
     def wait_subscribed(self) -> None:
+        """Wait until both of ingest's connections (lanes) have subscribed."""
         wait_for(
-            lambda: self._subscriptions() > self._subscribed_before,
+            lambda: self._subscriptions() >= self._subscribed_before + 2,
             timeout=30,
             what=f"ingest {self.client_id!r} to subscribe",
         )

@@ -145,3 +145,36 @@ def test_three_ingest_processes_racing_on_one_fault_make_one_ticket(
         "SELECT outcome, count(*) FROM fault_events GROUP BY 1 ORDER BY 1"
     ).fetchall()
     assert outcomes == [("created", 1), ("recurrence", 299)]
+
+
+def test_a_fault_overtakes_a_telemetry_backlog(
+    conn: psycopg.Connection[Any], database_url: str, ingest_settings: Any
+) -> None:
+    """Ingest catching up after an outage turns a fault into a ticket first.
+
+    The broker queues events on ingest's control session, apart from the
+    telemetry backlog, and the writer takes control messages first.
+    """
+    from ingest_support import telemetry
+
+    fleet = seed_fleet(conn, pcs=20)
+    settings = ingest_settings.model_copy(update={"ingest_batch_size": 500})
+    with ingest_thread(settings, client_id="lanes"):
+        pass  # the sessions exist: the broker queues for them from now on
+    backlog = [telemetry(u, seq) for seq in range(1, 1001) for u in fleet.uids]
+    with publisher(settings.mqtt_url) as pub:
+        pub.send(backlog, timeout=120)
+        pub.send([fault(fleet.uids[0], 1)])
+
+    def stored() -> int:
+        return int(scalar(database_url, "SELECT count(*) FROM telemetry"))
+
+    with ingest_thread(settings, client_id="lanes"):
+        wait_for(lambda: handled(database_url) == 1, 30, "the fault")
+        stored_before_the_ticket = stored()
+        wait_for(lambda: stored() == len(backlog), 120, "the whole backlog")
+
+    assert tickets(database_url) == [
+        (fleet.ids[fleet.uids[0]], "DISK_FULL", "reported", 0, 0)
+    ]
+    assert stored_before_the_ticket < len(backlog) / 2

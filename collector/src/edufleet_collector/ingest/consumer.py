@@ -1,17 +1,28 @@
 """The ingest process: MQTT in, batches to PostgreSQL, acknowledgements out.
 
-Three threads share the work:
+Ingest holds two MQTT connections, each with a session of its own (lanes):
 
-- the MQTT thread runs paho's network loop: it appends each message to an
-  in-memory inbox, and sends the acknowledgements the writer queued (paho's
-  socket is written from this thread only);
-- the writer takes batches from the inbox (by size or age), decodes them,
+- the telemetry lane carries the bulk, device telemetry;
+- the control lane carries everything else: state, births, fault events and
+  command results.
+
+The broker queues each session separately, so when ingest falls behind (a
+burst, or catching up after an outage) a fault event waits behind other
+events only, never behind thousands of telemetry messages; the writer also
+takes control messages first.
+
+Threads share the work:
+
+- each lane's MQTT thread runs paho's network loop: it appends each message
+  to the lane's in-memory inbox, and sends the acknowledgements the writer
+  queued (paho's socket is written from that thread only);
+- the writer takes batches from the inboxes (by size or age), decodes them,
   writes each in one transaction and, once committed, queues the
-  acknowledgement of every message of the batch;
+  acknowledgement of every message of the batch on its lane;
 - the silence detector runs periodically under an advisory lock, so only
   one of several ingest processes does it at a time.
 
-The inbox is bounded by the MQTT 5 Receive Maximum that ingest announces:
+Each inbox is bounded by the MQTT 5 Receive Maximum that its lane announces:
 the broker sends no more unacknowledged messages than that and queues the
 rest. When the database is down the writer retries the same batch with
 backoff, nothing is acknowledged, and the broker keeps everything else.
@@ -22,9 +33,9 @@ messages of an older connection are dropped from the inbox, and a batch
 committed across a reconnect is acknowledged by its redelivered copies.
 
 Several processes with different ``--client-id`` share the load through
-one shared subscription. Keep each id stable: a restarted process resumes
-its session, and the broker keeps queueing a stopped one's share for it
-until the session expires.
+one shared subscription per lane. Keep each id stable: a restarted process
+resumes its sessions (``<id>`` and ``<id>.control``), and the broker keeps
+queueing a stopped one's share for it until the sessions expire.
 """
 
 from __future__ import annotations
@@ -34,7 +45,7 @@ import struct
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,7 +57,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from psycopg import errors as pg_errors
 
-from edufleet_protocol.topics import ingest_filters
+from edufleet_protocol.topics import INGEST_SHARE_GROUP, ingest_filters, wildcard_filter
 
 from ..backoff import Backoff, Stopped, retry
 from ..calendar_store import CalendarCache
@@ -74,6 +85,28 @@ READ_BURST = 1000
 """Packets read from the socket per turn of the MQTT loop at most."""
 PUBACK = 0x40
 _PUBACK = struct.Struct("!BBH")
+CONTROL_RECEIVE_MAXIMUM = 1000
+"""Unacknowledged control messages (state, events, ...) per process at most."""
+TELEMETRY_FILTER = f"$share/{INGEST_SHARE_GROUP}/{wildcard_filter('telemetry')}"
+
+
+@dataclass(eq=False)
+class Lane:
+    """One of ingest's MQTT connections: a session, its filters and its inbox."""
+
+    name: str
+    client_id: str
+    filters: list[str]
+    receive_maximum: int
+    client: IngestClient
+    inbox: deque[tuple[Received, int]] = field(default_factory=deque)
+    """Messages received and not yet taken, with the connection they came on."""
+    acks: deque[tuple[int, int, int]] = field(default_factory=deque)
+    """(mid, qos, connection) of committed messages, for the MQTT thread."""
+    generation: int = 0
+    """Counts connections; acknowledgements of older ones are void."""
+    connected: threading.Event = field(default_factory=threading.Event)
+    subscribed: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(frozen=True)
@@ -107,15 +140,9 @@ class Ingest:
         self.settings = settings
         self.options = options
         self.stop = threading.Event()
-        self._inbox: deque[tuple[Received, int]] = deque()
-        inbox = self._inbox
-        metrics.pending.set_function(lambda: len(inbox))
         self._wake = threading.Event()
-        self._acks: deque[tuple[int, int, int]] = deque()
         self._closing = threading.Event()
         self._stop_at: float | None = None
-        self._generation = 0
-        self._connected = threading.Event()
         self._conn: Conn | None = None
         self.committed = 0
         """Messages this process committed (and acknowledged), for logs and tests."""
@@ -137,15 +164,38 @@ class Ingest:
             seen_resolution=settings.ingest_last_seen_resolution_seconds,
         )
         self._by_id: dict[int, Device] = {}
-        self.client = self._make_client()
+        control = [f for f in ingest_filters() if f != TELEMETRY_FILTER]
+        self.lanes = [
+            self._lane(
+                "control",
+                f"{options.client_id}.control",
+                control,
+                min(CONTROL_RECEIVE_MAXIMUM, options.max_pending),
+            ),
+            self._lane(
+                "telemetry", options.client_id, [TELEMETRY_FILTER], options.max_pending
+            ),
+        ]
+        """In the order the writer takes from them."""
+        lanes = self.lanes
+        metrics.pending.set_function(lambda: sum(len(lane.inbox) for lane in lanes))
+
+    def ready(self) -> bool:
+        """Whether every lane is connected and subscribed."""
+        return all(lane.subscribed.is_set() for lane in self.lanes)
+
+    def _pending(self) -> int:
+        return sum(len(lane.inbox) for lane in self.lanes)
 
     # --- MQTT -----------------------------------------------------------------
 
-    def _make_client(self) -> IngestClient:
+    def _lane(
+        self, name: str, client_id: str, filters: list[str], receive_maximum: int
+    ) -> Lane:
         settings = self.settings
         client = IngestClient(
             CallbackAPIVersion.VERSION2,
-            client_id=self.options.client_id,
+            client_id=client_id,
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
@@ -157,23 +207,29 @@ class Ingest:
             )
         if settings.mqtt_url.startswith("mqtts://"):
             client.tls_set(ca_certs=settings.mqtt_ca_file)
+        lane = Lane(name, client_id, filters, receive_maximum, client)
+        client.user_data_set(lane)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.on_fast_message = self._on_fast_message
         client.on_subscribe = self._on_subscribe
-        return client
 
-    def _connect_properties(self) -> Properties:
+        def on_fast_message(mid: int, topic: str, payload: bytes) -> None:
+            self._receive(lane, mid, 1, topic, payload)
+
+        client.on_fast_message = on_fast_message
+        return lane
+
+    def _connect_properties(self, lane: Lane) -> Properties:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.settings.ingest_session_expiry_seconds
-        props.ReceiveMaximum = self.options.max_pending
+        props.ReceiveMaximum = lane.receive_maximum
         return props
 
     def _on_connect(
         self,
         client: mqtt.Client,
-        userdata: object,
+        lane: Lane,
         flags: Any,
         reason: Any,
         properties: Any,
@@ -183,24 +239,28 @@ class Ingest:
                 "broker %s refused ingest client %r: %s; check EDUFLEET_MQTT_USERNAME "
                 "and EDUFLEET_MQTT_PASSWORD",
                 self.settings.mqtt_url,
-                self.options.client_id,
+                lane.client_id,
                 reason,
             )
             return
-        self._generation += 1
+        lane.generation += 1
         log.info(
             "connected to %s as %r (session %s)",
             self.settings.mqtt_url,
-            self.options.client_id,
+            lane.client_id,
             "resumed" if flags.session_present else "new",
         )
-        client.subscribe([(f, 1) for f in ingest_filters()])
-        self._connected.set()
+        client.subscribe([(f, 1) for f in lane.filters])
+        others = [f for f in ingest_filters() if f not in lane.filters]
+        if flags.session_present:
+            # A session from before the lanes were split may still hold them.
+            client.unsubscribe(others)
+        lane.connected.set()
 
     def _on_subscribe(
         self,
         client: mqtt.Client,
-        userdata: object,
+        lane: Lane,
         mid: int,
         reasons: list[Any],
         properties: Any,
@@ -208,47 +268,52 @@ class Ingest:
         refused = [str(r) for r in reasons if r.is_failure]
         if refused:
             log.error(
-                "broker refused %d of the ingest subscriptions (%s); check the "
-                "ingest identity's ACL",
+                "broker refused %d of the ingest subscriptions of %r (%s); check "
+                "the ingest identity's ACL",
                 len(refused),
+                lane.client_id,
                 ", ".join(refused),
             )
-        else:
-            log.info("subscribed to %d topic filters", len(reasons))
+        elif lane.filters and len(reasons) == len(lane.filters):
+            lane.subscribed.set()
+            log.info("%s lane subscribed to %d topic filters", lane.name, len(reasons))
 
     def _on_disconnect(
         self,
         client: mqtt.Client,
-        userdata: object,
+        lane: Lane,
         flags: Any,
         reason: Any,
         properties: Any,
     ) -> None:
-        self._connected.clear()
+        lane.connected.clear()
+        lane.subscribed.clear()
         if not self.stop.is_set():
-            log.warning("disconnected from the broker: %s", reason)
+            log.warning("%s lane disconnected from the broker: %s", lane.name, reason)
 
     def _on_message(
-        self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage
+        self, client: mqtt.Client, lane: Lane, message: mqtt.MQTTMessage
     ) -> None:
-        self._receive(message.mid, message.qos, message.topic, bytes(message.payload))
-
-    def _on_fast_message(self, mid: int, topic: str, payload: bytes) -> None:
-        self._receive(mid, 1, topic, payload)
-
-    def _receive(self, mid: int, qos: int, topic: str, payload: bytes) -> None:
-        inbox = self._inbox
-        inbox.append(
-            (Received(mid, qos, topic, payload, time.time()), self._generation)
+        self._receive(
+            lane, message.mid, message.qos, message.topic, bytes(message.payload)
         )
-        if len(inbox) >= self.options.batch_size:
+
+    def _receive(
+        self, lane: Lane, mid: int, qos: int, topic: str, payload: bytes
+    ) -> None:
+        inbox = lane.inbox
+        inbox.append((Received(mid, qos, topic, payload, time.time()), lane.generation))
+        count = len(inbox)
+        # Wake the writer for a full batch, or for a first message it may not
+        # be timing yet.
+        if count == 1 or count >= self.options.batch_size:
             self._wake.set()
 
-    def _mqtt_loop(self) -> None:
+    def _mqtt_loop(self, lane: Lane) -> None:
         parts = urlsplit(self.settings.mqtt_url)
         host = parts.hostname or "127.0.0.1"
         port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-        client = self.client
+        client = lane.client
 
         def connect() -> None:
             client.connect(
@@ -256,10 +321,10 @@ class Ingest:
                 port,
                 keepalive=30,
                 clean_start=False,
-                properties=self._connect_properties(),
+                properties=self._connect_properties(lane),
             )
             deadline = time.monotonic() + 10
-            while not self._connected.is_set():
+            while not lane.connected.is_set():
                 code = client.loop(timeout=0.2)
                 if code != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     raise ConnectionError(f"the broker closed the connection ({code})")
@@ -273,7 +338,8 @@ class Ingest:
                     connect,
                     retry_on=(OSError,),
                     backoff=MQTT_BACKOFF,
-                    what=f"connecting to the broker at {host}:{port}",
+                    what=f"connecting the {lane.name} lane to the broker at "
+                    f"{host}:{port}",
                     logger=log,
                     stop=self._closing,
                 )
@@ -286,23 +352,27 @@ class Ingest:
                 code = client.loop(timeout=0.0 if client.buffered() else 0.02)
                 if code == MQTTErrorCode.MQTT_ERR_SUCCESS:
                     code = client.read_buffered(READ_BURST)
-                self._send_acks()
+                self._send_acks(lane)
             if not self._closing.is_set():
-                log.warning("broker connection lost (%s); reconnecting", code)
-        self._send_acks()
+                log.warning(
+                    "%s lane lost the broker connection (%s); reconnecting",
+                    lane.name,
+                    code,
+                )
+        self._send_acks(lane)
         client.disconnect()
 
-    def _send_acks(self) -> None:
-        """Acknowledge committed messages; only this thread writes to the socket.
+    def _send_acks(self, lane: Lane) -> None:
+        """Acknowledge committed messages; only the lane's thread writes its socket.
 
         paho writes each acknowledgement with a system call of its own; a
         batch's PUBACKs (QoS 1, reason success: the 4-byte form) go out as
         one queued write instead, through the same queue paho writes from.
         """
-        acks = self._acks
+        acks = lane.acks
         if not acks:
             return
-        generation = self._generation
+        generation = lane.generation
         packets = []
         while acks:
             mid, qos, gen = acks.popleft()
@@ -311,9 +381,9 @@ class Ingest:
             if qos == 1:
                 packets.append(_PUBACK.pack(PUBACK, 2, mid))
             else:
-                self.client.ack(mid, qos)
+                lane.client.ack(mid, qos)
         if packets:
-            self.client._packet_queue(PUBACK, b"".join(packets), 0, 0)
+            lane.client._packet_queue(PUBACK, b"".join(packets), 0, 0)
 
     # --- database ---------------------------------------------------------------
 
@@ -372,47 +442,52 @@ class Ingest:
 
     # --- the batch loop -----------------------------------------------------------
 
-    def _take(self) -> tuple[list[Received], int]:
+    def _take(self) -> list[tuple[Received, Lane, int]]:
         """Wait for a full batch, or for the oldest message to reach its age.
 
-        Returns the messages and the connection they came on.
+        Returns the messages with their lane and the connection they came
+        on, control messages first.
 
         Once stopping, take only what arrived before the stop: the rest stays
         unacknowledged and the broker keeps it for the next start.
         """
-        inbox = self._inbox
+        lanes = self.lanes
         size = self.options.batch_size
         max_age = self.options.batch_ms / 1000
         while True:
+            oldest = min(
+                (lane.inbox[0][0].at for lane in lanes if lane.inbox), default=None
+            )
             if self.stop.is_set():
                 if self._stop_at is None:
                     self._stop_at = time.time()
-                if not inbox or inbox[0][0].at > self._stop_at:
-                    return [], self._generation
+                if oldest is None or oldest > self._stop_at:
+                    return []
                 break
-            count = len(inbox)
-            if count >= size:
+            if self._pending() >= size:
                 break
-            if count:
-                wait = inbox[0][0].at + max_age - time.time()
+            if oldest is not None:
+                wait = oldest + max_age - time.time()
                 if wait <= 0:
                     break
             else:
                 wait = 0.2
             self._wake.wait(wait)
             self._wake.clear()
-        generation = self._generation
         stop_at = self._stop_at
-        taken = []
-        for _ in range(min(len(inbox), size)):
-            if stop_at is not None and inbox[0][0].at > stop_at:
-                break
-            message, gen = inbox.popleft()
-            if gen == generation:
-                taken.append(message)
-        return taken, generation
+        taken: list[tuple[Received, Lane, int]] = []
+        for lane in lanes:
+            inbox, generation = lane.inbox, lane.generation
+            while inbox and len(taken) < size:
+                if stop_at is not None and inbox[0][0].at > stop_at:
+                    break
+                message, gen = inbox.popleft()
+                if gen == generation:
+                    taken.append((message, lane, gen))
+        return taken
 
-    def _process(self, messages: list[Received], generation: int) -> None:
+    def _process(self, taken: list[tuple[Received, Lane, int]]) -> None:
+        messages = [message for message, _, _ in taken]
         retry(
             lambda: self._write(messages),
             retry_on=TRANSIENT_DB_ERRORS,
@@ -427,21 +502,23 @@ class Ingest:
         step = max(1, len(messages) // 100)
         for message in messages[::step]:
             metrics.broker_to_commit_seconds.observe(now - message.at)
-        self._acks.extend((m.mid, m.qos, generation) for m in messages if m.qos)
+        for message, lane, gen in taken:
+            if message.qos:
+                lane.acks.append((message.mid, message.qos, gen))
 
     def _writer_loop(self) -> None:
         while True:
-            messages, generation = self._take()
-            if not messages:
+            taken = self._take()
+            if not taken:
                 if self.stop.is_set():
                     return
                 continue
             try:
-                self._process(messages, generation)
+                self._process(taken)
             except Stopped:
                 log.warning(
                     "stopping with %d messages unwritten; the broker redelivers them",
-                    len(messages) + len(self._inbox),
+                    len(taken) + self._pending(),
                 )
                 return
 
@@ -490,7 +567,15 @@ class Ingest:
             logger=log,
         )
         threads = [
-            threading.Thread(target=self._mqtt_loop, name="ingest-mqtt", daemon=True),
+            *(
+                threading.Thread(
+                    target=self._mqtt_loop,
+                    args=(lane,),
+                    name=f"ingest-mqtt-{lane.name}",
+                    daemon=True,
+                )
+                for lane in self.lanes
+            ),
             threading.Thread(
                 target=self._silence_loop, name="ingest-silence", daemon=True
             ),
