@@ -63,6 +63,7 @@ from paho.mqtt.properties import Properties
 
 from edufleet_collector.db.migrate import migrate
 from edufleet_collector.ingest.wire import IngestClient
+from edufleet_collector.settings import Settings
 from wirepub import WirePublisher
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -76,6 +77,8 @@ PAYLOAD = (
 TRACER_UID = "bench-tracer"
 FAULT_DEVICES = 400
 PUBACK = struct.Struct("!BBH")
+BATCH: int = Settings.model_fields["ingest_batch_size"].default
+"""Rows per transaction in the ceilings: ingest's default batch size."""
 
 
 def log(message: str) -> None:
@@ -164,7 +167,7 @@ def count_rows(url: str) -> int:
 
 
 def copy_ceiling(url: str, rows: int, devices: int) -> float:
-    """Rows/s of a raw COPY of telemetry rows in batches of 5,000, then truncate."""
+    """Rows/s of a raw COPY of telemetry rows in ingest's batches, then truncate."""
     now = time.time()
     received = datetime.fromtimestamp(now, UTC).isoformat()
     lines = []
@@ -178,12 +181,12 @@ def copy_ceiling(url: str, rows: int, devices: int) -> float:
         )
     with psycopg.connect(url) as conn:
         started = time.perf_counter()
-        for offset in range(0, rows, 5000):
+        for offset in range(0, rows, BATCH):
             with conn.cursor().copy(
                 "COPY telemetry (ts, device_id, sid, seq, metrics, received_at) "
                 "FROM STDIN"
             ) as copy:
-                copy.write("".join(lines[offset : offset + 5000]))
+                copy.write("".join(lines[offset : offset + BATCH]))
             conn.commit()
         elapsed = time.perf_counter() - started
         conn.execute("TRUNCATE telemetry")
@@ -193,7 +196,7 @@ def copy_ceiling(url: str, rows: int, devices: int) -> float:
 def write_path(url: str, rows: int, devices: int) -> tuple[float, float]:
     """Ingest's decode-and-write path alone, in this process: msg/s and CPU s/msg.
 
-    The same batches of 5,000 messages as the ingest process writes, without
+    The same batches as the ingest process writes by default, without
     the broker, so the figure isolates ingest's own work from MQTT delivery.
     """
     from edufleet_collector.calendar_store import CalendarCache  # noqa: PLC0415
@@ -230,8 +233,8 @@ def write_path(url: str, rows: int, devices: int) -> tuple[float, float]:
         cache.refresh(conn)
         conn.commit()
         cpu, wall = time.process_time(), time.perf_counter()
-        for offset in range(0, rows, 5000):
-            chunk = messages[offset : offset + 5000]
+        for offset in range(0, rows, BATCH):
+            chunk = messages[offset : offset + BATCH]
             with conn.transaction():
                 devices_now = cache.resolve(
                     conn, {uid_of(m.topic) or "" for m in chunk}

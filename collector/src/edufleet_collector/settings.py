@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     ingest_batch_size: int = Field(
-        default=5000, ge=1, le=100_000, description="messages per database batch"
+        default=2000, ge=1, le=100_000, description="messages per database batch"
     )
     ingest_batch_ms: int = Field(
         default=100, ge=1, le=60_000, description="longest wait before a batch commits"

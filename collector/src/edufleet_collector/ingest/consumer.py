@@ -9,7 +9,7 @@ Ingest holds two MQTT connections, each with a session of its own (lanes):
 The broker queues each session separately, so when ingest falls behind (a
 burst, or catching up after an outage) a fault event waits behind other
 events only, never behind thousands of telemetry messages; the writer also
-takes control messages first.
+commits waiting control messages before the next telemetry batch.
 
 Threads share the work:
 
@@ -446,7 +446,9 @@ class Ingest:
         """Wait for a full batch, or for the oldest message to reach its age.
 
         Returns the messages with their lane and the connection they came
-        on, control messages first.
+        on, all from one lane: control messages whenever some are waiting, in
+        a transaction of their own, so that a fault waits for at most the
+        telemetry batch being written, never for one more.
 
         Once stopping, take only what arrived before the stop: the rest stays
         unacknowledged and the broker keeps it for the next start.
@@ -475,16 +477,18 @@ class Ingest:
             self._wake.wait(wait)
             self._wake.clear()
         stop_at = self._stop_at
-        taken: list[tuple[Received, Lane, int]] = []
         for lane in lanes:
             inbox, generation = lane.inbox, lane.generation
+            taken: list[tuple[Received, Lane, int]] = []
             while inbox and len(taken) < size:
                 if stop_at is not None and inbox[0][0].at > stop_at:
                     break
                 message, gen = inbox.popleft()
                 if gen == generation:
                     taken.append((message, lane, gen))
-        return taken
+            if taken:
+                return taken
+        return []
 
     def _process(self, taken: list[tuple[Received, Lane, int]]) -> None:
         messages = [message for message, _, _ in taken]
