@@ -94,8 +94,10 @@ class Settings(BaseSettings):
         default=20_000,
         ge=10,
         le=65_535,
-        description="unacknowledged messages held in memory; the MQTT 5 Receive "
-        "Maximum, so the broker queues the rest while the database is slow",
+        description="unacknowledged telemetry messages held in memory (the "
+        "telemetry connection's MQTT 5 Receive Maximum; the control connection "
+        "holds up to 1,000 more), so the broker queues the rest while the "
+        "database is slow",
     )
     ingest_max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
     ingest_max_clock_ahead_seconds: float = Field(
