@@ -18,7 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edufleet_collector.ingest.wire import CHUNK, IngestClient
+from edufleet_collector.ingest.wire import CHUNK, PAHO_VERSIONS, IngestClient
 
 Got = list[tuple[str, int, str, bytes]]
 
@@ -27,7 +27,13 @@ class Receiver:
     """An IngestClient on a persistent session, driven like ingest drives it."""
 
     def __init__(
-        self, address: tuple[str, int], client_id: str, topic: str, *, ack: bool
+        self,
+        address: tuple[str, int],
+        client_id: str,
+        topic: str,
+        *,
+        ack: bool,
+        fast: bool = True,
     ) -> None:
         self.address, self.topic, self.ack = address, topic, ack
         self.got: Got = []
@@ -36,6 +42,7 @@ class Receiver:
             client_id=client_id,
             protocol=mqtt.MQTTv5,
             manual_ack=True,
+            fast=fast,
         )
         self.client.on_fast_message = self._fast
         self.client.on_message = self._slow
@@ -95,13 +102,15 @@ def publisher(mqtt_address: tuple[str, int]) -> Iterator[mqtt.Client]:
 @pytest.fixture
 def receiver(
     mqtt_address: tuple[str, int], topic_base: str
-) -> Iterator[Callable[[bool], Receiver]]:
+) -> Iterator[Callable[..., Receiver]]:
     """Makes receivers on one session; ``ack`` says whether they acknowledge."""
     made: list[Receiver] = []
     client_id = f"wiretest-{uuid.uuid4().hex[:8]}"
 
-    def make(ack: bool) -> Receiver:
-        made.append(Receiver(mqtt_address, client_id, f"{topic_base}/#", ack=ack))
+    def make(ack: bool, fast: bool = True) -> Receiver:
+        made.append(
+            Receiver(mqtt_address, client_id, f"{topic_base}/#", ack=ack, fast=fast)
+        )
         made[-1].connect()
         return made[-1]
 
@@ -118,8 +127,12 @@ def publish_all(
         info.wait_for_publish(10)
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["fast path", "paho's path"])
 def test_every_form_arrives_whole_and_in_order(
-    publisher: mqtt.Client, receiver: Callable[[bool], Receiver], topic_base: str
+    publisher: mqtt.Client,
+    receiver: Callable[..., Receiver],
+    topic_base: str,
+    fast: bool,
 ) -> None:
     user = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
     user.UserProperty = ("origin", "test")
@@ -133,7 +146,7 @@ def test_every_form_arrives_whole_and_in_order(
         qos = 0 if n % 50 == 3 else 1
         props = user if n % 50 == 5 else None
         items.append((f"{topic_base}/d{n % 9}/telemetry", body, qos, props))
-    r = receiver(True)
+    r = receiver(True, fast)
     publish_all(publisher, items)
     r.wait_for(len(items))
 
@@ -142,13 +155,25 @@ def test_every_form_arrives_whole_and_in_order(
         got = [(t, p) for _, q, t, p in r.got if q == qos]
         assert got == [(t, p) for t, p, q, _ in items if q == qos]
     paths = {(path, qos) for path, qos, _, _ in r.got}
+    if not fast:
+        assert paths == {("paho", 0), ("paho", 1)}
+        return
     assert paths == {("fast", 1), ("paho", 0), ("paho", 1)}
-    fast = sum(1 for path, *_ in r.got if path == "fast")
-    assert fast == sum(1 for _, _, q, props in items if q == 1 and props is None)
+    taken_fast = sum(1 for path, *_ in r.got if path == "fast")
+    assert taken_fast == sum(1 for _, _, q, props in items if q == 1 and props is None)
+
+
+def test_the_pinned_paho_is_a_release_the_fast_path_was_checked_against() -> None:
+    """A paho upgrade turns the fast path off until it is checked again."""
+    import paho.mqtt
+
+    client = IngestClient(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    assert paho.mqtt.__version__ in PAHO_VERSIONS
+    assert client.fast
 
 
 def test_unacknowledged_messages_come_again_after_a_reconnect(
-    publisher: mqtt.Client, receiver: Callable[[bool], Receiver], topic_base: str
+    publisher: mqtt.Client, receiver: Callable[..., Receiver], topic_base: str
 ) -> None:
     first = receiver(False)
     items: list[tuple[str, bytes, int, Properties | None]] = [

@@ -19,22 +19,31 @@ TLS, keepalive, subscriptions, reconnecting) and changes only that path:
   paho's ``loop_read`` reads one whatever it is asked for.
 
 The overrides rely on paho's private ``_sock_recv``, ``_handle_publish``,
-``_in_packet`` and ``_packet_read``, which is why the collector pins paho's
-exact version; the ingest tests run every message through this path.
+``_in_packet`` and ``_packet_read``. They are used only with the paho
+releases in :data:`PAHO_VERSIONS`, which the ingest tests run every message
+through; with any other release the client logs a warning and behaves as
+stock paho, slower but the same.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
+import paho.mqtt
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
+
+log = logging.getLogger("edufleet.collector.ingest")
 
 CHUNK = 256 * 1024
 """Bytes asked of the socket per read."""
 
+PAHO_VERSIONS = frozenset({"2.2.0"})
+"""paho releases whose private receive path the overrides were checked against."""
 FastMessage = Callable[[int, str, bytes], None]
+_warned = False
 
 
 def _ignore(mid: int, topic: str, payload: bytes) -> None:
@@ -44,8 +53,21 @@ def _ignore(mid: int, topic: str, payload: bytes) -> None:
 class IngestClient(mqtt.Client):
     """An MQTT 5 client for consuming QoS 1 streams; see the module's notes."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, fast: bool | None = None, **kwargs: Any) -> None:
+        """Takes paho's arguments; ``fast=False`` keeps paho's own receive path."""
         super().__init__(*args, **kwargs)
+        if fast is None:
+            fast = paho.mqtt.__version__ in PAHO_VERSIONS
+            global _warned  # noqa: PLW0603
+            if not fast and not _warned:
+                _warned = True
+                log.warning(
+                    "paho-mqtt %s is not a release the fast receive path was "
+                    "checked against (%s); using paho's own, slower receive path",
+                    paho.mqtt.__version__,
+                    ", ".join(sorted(PAHO_VERSIONS)),
+                )
+        self.fast = fast
         self.on_fast_message: FastMessage = _ignore
         self._chunk = b""
         self._chunk_pos = 0
@@ -53,10 +75,16 @@ class IngestClient(mqtt.Client):
 
     def buffered(self) -> bool:
         """Whether received bytes are waiting that ``select`` would not report."""
-        return self._chunk_pos < len(self._chunk) and self._chunk_sock is self._sock
+        return (
+            self.fast
+            and self._chunk_pos < len(self._chunk)
+            and self._chunk_sock is self._sock
+        )
 
     def read_buffered(self, max_packets: int) -> MQTTErrorCode:
         """Handle up to ``max_packets`` packets already received or readable now."""
+        if not self.fast:
+            return self.loop_read()
         for _ in range(max_packets):
             if self._sock is None:
                 return MQTTErrorCode.MQTT_ERR_NO_CONN
@@ -68,6 +96,8 @@ class IngestClient(mqtt.Client):
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _sock_recv(self, bufsize: int) -> bytes:
+        if not self.fast:
+            return super()._sock_recv(bufsize)
         if self._chunk_sock is not self._sock:
             # A new connection: bytes of the old one are void.
             self._chunk_sock, self._chunk, self._chunk_pos = self._sock, b"", 0
@@ -83,7 +113,7 @@ class IngestClient(mqtt.Client):
     def _handle_publish(self) -> MQTTErrorCode:
         header: int = self._in_packet["command"]
         packet: bytearray = self._in_packet["packet"]
-        fast = self._manual_ack and self._protocol == mqtt.MQTTv5
+        fast = self.fast and self._manual_ack and self._protocol == mqtt.MQTTv5
         if not fast or (header & 0x06) != 0x02:
             return super()._handle_publish()
         topic_end = 2 + int.from_bytes(packet[0:2], "big")
