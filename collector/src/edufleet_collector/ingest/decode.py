@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from edufleet_protocol.errors import ProtocolError
 from edufleet_protocol.models import (
@@ -127,8 +128,8 @@ def _iso(epoch: float) -> str:
 
 
 def _copy_escape(text: str) -> str:
-    # JSON from json.dumps has no raw control characters, only backslash
-    # escapes, which COPY's text format would interpret.
+    # Serialised JSON has no raw control characters, only backslash escapes,
+    # which COPY's text format would interpret.
     return text.replace("\\", "\\\\")
 
 
@@ -310,7 +311,7 @@ class Decoder:
                 continue
             batch.copy_lines.append(
                 f"{sample.ts.isoformat()}\t{device_id}\t{sample.sid}\t{sample.seq}\t"
-                f"{_copy_escape(json.dumps(sample.metrics))}\t{received}\n"
+                f"{_copy_escape(to_json(sample.metrics).decode())}\t{received}\n"
             )
             batch.sample_times.append(ts)
         if refused:
