@@ -19,6 +19,7 @@ import os
 import pwd
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +43,71 @@ DYNSEC_PLUGINS = (
 
 def dynsec_plugin() -> str | None:
     return next((p for p in DYNSEC_PLUGINS if Path(p).exists()), None)
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_ca(folder: Path, name: str) -> Path:
+    """A self-signed CA for one day: ``<name>.pem`` and ``<name>.key``."""
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.pem",
+        "-subj",
+        f"/CN={name}",
+        cwd=folder,
+    )
+    return folder / f"{name}.pem"
+
+
+def make_server_cert(folder: Path, ca: str) -> None:
+    """``server.pem``/``server.key`` for 127.0.0.1, signed by the CA ``ca``."""
+    (folder / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl(
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+        cwd=folder,
+    )
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        f"{ca}.pem",
+        "-CAkey",
+        f"{ca}.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "san.cnf",
+        cwd=folder,
+    )
 
 
 class MosquittoProcess(PrivateMosquitto):

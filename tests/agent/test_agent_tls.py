@@ -3,7 +3,6 @@ pinned CA signed, and refuses one signed by any other CA."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
@@ -11,70 +10,7 @@ import pytest
 from agent_support import AgentProcess, Recorder, new_device_id, states, write_config
 
 from edufleet_protocol import topics
-from procs import MosquittoProcess, free_port
-
-
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_ca(folder: Path, name: str) -> Path:
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "1",
-        "-keyout",
-        f"{name}.key",
-        "-out",
-        f"{name}.pem",
-        "-subj",
-        f"/CN={name}",
-        cwd=folder,
-    )
-    return folder / f"{name}.pem"
-
-
-def make_server_cert(folder: Path, ca: str) -> None:
-    (folder / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    openssl(
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-        cwd=folder,
-    )
-    openssl(
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        f"{ca}.pem",
-        "-CAkey",
-        f"{ca}.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "1",
-        "-extfile",
-        "san.cnf",
-        cwd=folder,
-    )
+from procs import MosquittoProcess, free_port, make_ca, make_server_cert
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,26 @@ import struct
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
+import psycopg
 import pytest
+from ingest_support import (
+    ingest_thread,
+    publisher,
+    scalar,
+    seed_fleet,
+    telemetry,
+    wait_for,
+)
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edufleet_collector.ingest.wire import CHUNK, PAHO_VERSIONS, IngestClient
+from procs import MosquittoProcess, free_port, make_ca, make_server_cert
 
 Got = list[tuple[str, int, str, bytes]]
 
@@ -89,7 +101,7 @@ def topic_base() -> str:
 
 
 @pytest.fixture
-def publisher(mqtt_address: tuple[str, int]) -> Iterator[mqtt.Client]:
+def paho_publisher(mqtt_address: tuple[str, int]) -> Iterator[mqtt.Client]:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(50)
     client.connect(*mqtt_address)
@@ -129,7 +141,7 @@ def publish_all(
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast path", "paho's path"])
 def test_every_form_arrives_whole_and_in_order(
-    publisher: mqtt.Client,
+    paho_publisher: mqtt.Client,
     receiver: Callable[..., Receiver],
     topic_base: str,
     fast: bool,
@@ -147,7 +159,7 @@ def test_every_form_arrives_whole_and_in_order(
         props = user if n % 50 == 5 else None
         items.append((f"{topic_base}/d{n % 9}/telemetry", body, qos, props))
     r = receiver(True, fast)
-    publish_all(publisher, items)
+    publish_all(paho_publisher, items)
     r.wait_for(len(items))
 
     # MQTT keeps order within a QoS level; the publisher may send QoS 0 ahead.
@@ -173,13 +185,13 @@ def test_the_pinned_paho_is_a_release_the_fast_path_was_checked_against() -> Non
 
 
 def test_unacknowledged_messages_come_again_after_a_reconnect(
-    publisher: mqtt.Client, receiver: Callable[..., Receiver], topic_base: str
+    paho_publisher: mqtt.Client, receiver: Callable[..., Receiver], topic_base: str
 ) -> None:
     first = receiver(False)
     items: list[tuple[str, bytes, int, Properties | None]] = [
         (f"{topic_base}/d/telemetry", f"m{n}".encode(), 1, None) for n in range(200)
     ]
-    publish_all(publisher, items)
+    publish_all(paho_publisher, items)
     first.wait_for(200)  # received, none acknowledged
     assert len(first.got) == 200
     first.client.disconnect()
@@ -193,3 +205,48 @@ def test_unacknowledged_messages_come_again_after_a_reconnect(
     third = receiver(False)
     third.turn(1.0)
     assert third.got == []
+
+
+def test_ingest_over_tls_stores_every_message_of_a_burst(
+    tmp_path: Path, settings: Any, database_url: str
+) -> None:
+    """TLS sockets hand over decrypted records, not the byte stream select sees."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    make_ca(certs, "ca")
+    make_server_cert(certs, "ca")
+    tls_port = free_port()
+    broker = MosquittoProcess(
+        tmp_path / "broker",
+        extra_config="\n".join(
+            [
+                f"listener {tls_port} 127.0.0.1",
+                f"cafile {certs / 'ca.pem'}",
+                f"certfile {certs / 'server.pem'}",
+                f"keyfile {certs / 'server.key'}",
+            ]
+        ),
+    )
+    broker.start()
+    try:
+        with psycopg.connect(database_url) as conn:
+            fleet = seed_fleet(conn, pcs=10)
+        tls = settings.model_copy(
+            update={
+                "mqtt_url": f"mqtts://127.0.0.1:{tls_port}",
+                "mqtt_ca_file": str(certs / "ca.pem"),
+                "ingest_batch_ms": 50,
+            }
+        )
+        burst = [telemetry(u, seq) for seq in range(1, 501) for u in fleet.uids]
+        with ingest_thread(tls), publisher(broker.url) as pub:
+            pub.send(burst)
+            wait_for(
+                lambda: (
+                    scalar(database_url, "SELECT count(*) FROM telemetry") == len(burst)
+                ),
+                30,
+                "every sample of the burst",
+            )
+    finally:
+        broker.stop()
