@@ -18,6 +18,7 @@ from fastapi import status as http
 from pydantic import BaseModel, Field
 
 from ...accounts import Principal
+from ...db.conflicts import retry_on_conflict
 from ...errors import NotFound
 from ...tickets import service
 from ...tickets.model import Ticket, TicketConfig
@@ -171,18 +172,22 @@ def create_ticket(
     ).fetchone()
     if row is None or not principal.allows_school(int(row[0])):
         raise NotFound(f"device {device_id} does not exist or is outside your scope")
-    outcome = service.open_ticket(
+    outcome = retry_on_conflict(
         conn,
-        source=body.source,
-        device_id=device_id,
-        symptom=body.symptom,
-        description=body.description,
-        reporter_name=body.reporter_name,
-        reporter_phone=body.reporter_phone,
-        priority=body.priority,
-        actor=f"user:{principal.name}",
-        now=now,
-        config=config,
+        lambda: service.open_ticket(
+            conn,
+            source=body.source,
+            device_id=device_id,
+            symptom=body.symptom,
+            description=body.description,
+            reporter_name=body.reporter_name,
+            reporter_phone=body.reporter_phone,
+            priority=body.priority,
+            actor=f"user:{principal.name}",
+            now=now,
+            config=config,
+        ),
+        what=f"a ticket for device {device_id}",
     )
     out = ticket_json(outcome.ticket)
     out["created"] = outcome.created

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ...db import Conn
+from ...db.conflicts import retry_on_conflict
 from ...errors import NotFound
 from ...settings import Settings
 from ...tickets import service
@@ -152,27 +153,35 @@ def report_fault(
             "content_type": photo.content_type,
             "size": photo.size,
         }
-    outcome = service.open_ticket(
+    outcome = retry_on_conflict(
         conn,
-        source="qr",
-        device_id=device_id,
-        actor=REPORTER_ACTOR,
-        now=datetime.now(UTC),
-        symptom=symptom,
-        title=title,
-        description=description,
-        reporter_name=reporter_name,
-        reporter_phone=reporter_phone,
-        data=data,
-        config=_config(settings),
+        lambda: service.open_ticket(
+            conn,
+            source="qr",
+            device_id=device_id,
+            actor=REPORTER_ACTOR,
+            now=datetime.now(UTC),
+            symptom=symptom,
+            title=title,
+            description=description,
+            reporter_name=reporter_name,
+            reporter_phone=reporter_phone,
+            data=data,
+            config=_config(settings),
+        ),
+        what=f"a QR report on device {device_id}",
     )
     return outcome.ticket.status_token
 
 
 def me_too(conn: Conn, *, ticket_id: int) -> None:
     """One more teacher has the same problem with the device."""
-    service.add_me_too(
-        conn, ticket_id, actor=REPORTER_ACTOR, now=datetime.now(UTC), source="qr"
+    retry_on_conflict(
+        conn,
+        lambda: service.add_me_too(
+            conn, ticket_id, actor=REPORTER_ACTOR, now=datetime.now(UTC), source="qr"
+        ),
+        what=f"a 'me too' on ticket {ticket_id}",
     )
 
 
