@@ -198,10 +198,20 @@ def test_masks_keep_only_a_hint_of_name_and_phone():
     assert mask_phone("12345") == "*****"
 
 
-def test_purge_erases_reporter_data_only_after_the_retention(conn):
+def test_purge_erases_reporter_data_only_after_the_retention(conn, tmp_path):
     world = seed_world(conn)
     now = datetime.now(UTC)
-    old = service.create_ticket(
+    uploads = tmp_path / "uploads"
+    photos = {}
+    for name in ("old", "recent"):
+        photos[name] = uploads / "2026" / "01" / f"{name}.jpg"
+        photos[name].parent.mkdir(parents=True, exist_ok=True)
+        photos[name].write_bytes(b"\xff\xd8\xff" + name.encode())
+
+    def photo(name: str) -> dict[str, object]:
+        return {"photo": {"name": f"2026/01/{name}.jpg", "content_type": "image/jpeg"}}
+
+    old = service.open_ticket(
         conn,
         source="qr",
         device_id=world.devices["HK01-PJ-001"],
@@ -210,9 +220,10 @@ def test_purge_erases_reporter_data_only_after_the_retention(conn):
         symptom="no_picture",
         reporter_name="张三",
         reporter_phone="13812345678",
-    )
+        data=photo("old"),
+    ).ticket
     service.transition(conn, old.id, "cancel", "test", "dup", now - timedelta(days=39))
-    recent = service.create_ticket(
+    recent = service.open_ticket(
         conn,
         source="qr",
         device_id=world.devices["HK01-PN-001"],
@@ -221,20 +232,26 @@ def test_purge_erases_reporter_data_only_after_the_retention(conn):
         symptom="touch",
         reporter_name="李四",
         reporter_phone="13900001111",
-    )
+        data=photo("recent"),
+    ).ticket
     service.transition(
         conn, recent.id, "cancel", "test", "dup", now - timedelta(days=1)
     )
 
-    purged = purge_personal_data(conn, retention_days=30, now=now)
-
-    rows = dict(
-        conn.execute(
-            "SELECT id, reporter_name || '/' || reporter_phone FROM tickets"
-        ).fetchall()
+    purged = purge_personal_data(
+        conn, retention_days=30, now=now, upload_dir=str(uploads)
     )
+
+    rows = {
+        ticket_id: (person, has_photo)
+        for ticket_id, person, has_photo in conn.execute(
+            "SELECT id, reporter_name || '/' || reporter_phone, data ? 'photo' "
+            "FROM tickets"
+        ).fetchall()
+    }
     assert purged == 1
-    assert rows == {old.id: "/", recent.id: "李四/13900001111"}
+    assert rows == {old.id: ("/", False), recent.id: ("李四/13900001111", True)}
+    assert (photos["old"].exists(), photos["recent"].exists()) == (False, True)
     assert purge_personal_data(conn, retention_days=30, now=now) == 0
 
 

@@ -4,7 +4,7 @@ A reporter's name and phone number are shown in full only to the engineer the
 ticket is assigned to and to admins whose scope holds the ticket's school;
 every such read is written to ``audit_log``. Everyone else sees them masked.
 Once a ticket has been closed (or cancelled) for the retention period, the
-worker erases them.
+worker erases them, and deletes the report's photo.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 
 from .accounts import Principal
 from .db import Conn
+from .photos import photo_path
 
 log = logging.getLogger("edufleet.collector.privacy")
 
@@ -64,28 +65,58 @@ def audit_personal_read(
 
 
 def purge_personal_data(
-    conn: Conn, *, retention_days: int, now: datetime | None = None
+    conn: Conn,
+    *,
+    retention_days: int,
+    now: datetime | None = None,
+    upload_dir: str | None = None,
 ) -> int:
-    """Erase reporters' names and phones of tickets finished over
-    ``retention_days`` ago; return how many tickets were purged."""
+    """Erase reporters' names, phones and photos of tickets finished over
+    ``retention_days`` ago; return how many tickets were purged.
+
+    Photo files are deleted from ``upload_dir`` (when given) as soon as their
+    tickets no longer name them.
+    """
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(days=retention_days)
     rows = conn.execute(
         """
-        UPDATE tickets
-        SET reporter_name = '', reporter_phone = '', reporter_purged_at = %(now)s
-        WHERE reporter_purged_at IS NULL
-          AND (reporter_name <> '' OR reporter_phone <> '')
-          AND status IN ('closed', 'cancelled')
-          AND coalesce(closed_at, updated_at) < %(cutoff)s
-        RETURNING id
+        WITH due AS (
+            SELECT id, data -> 'photo' ->> 'name' AS photo
+            FROM tickets
+            WHERE reporter_purged_at IS NULL
+              AND (reporter_name <> '' OR reporter_phone <> '' OR data ? 'photo')
+              AND status IN ('closed', 'cancelled')
+              AND coalesce(closed_at, updated_at) < %(cutoff)s
+            FOR UPDATE
+        )
+        UPDATE tickets t
+        SET reporter_name = '', reporter_phone = '', reporter_purged_at = %(now)s,
+            data = t.data - 'photo'
+        FROM due
+        WHERE t.id = due.id
+        RETURNING t.id, due.photo
         """,
         {"now": now, "cutoff": cutoff},
     ).fetchall()
+    photos = 0
+    for _, name in rows:
+        path = photo_path(upload_dir, name) if upload_dir and name else None
+        if path is not None:
+            try:
+                path.unlink()
+                photos += 1
+            except OSError as exc:
+                log.warning(
+                    "could not delete the purged photo %s: %s; delete it by hand",
+                    path,
+                    exc.strerror,
+                )
     if rows:
         log.info(
-            "erased reporter data of %d ticket(s) closed before %s",
+            "erased reporter data of %d ticket(s) closed before %s, %d photo(s)",
             len(rows),
             cutoff.isoformat(),
+            photos,
         )
     return len(rows)

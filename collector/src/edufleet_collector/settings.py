@@ -69,7 +69,7 @@ class Settings(BaseSettings):
         default=180,
         ge=1,
         description="days after a ticket closes before its reporter's name and "
-        "phone number are erased",
+        "phone number are erased and the report's photo deleted",
     )
     qr_rate_per_minute: float = Field(
         default=30.0, gt=0, description="QR page requests per client per minute"

@@ -39,6 +39,7 @@ def run_worker(args: argparse.Namespace) -> int:
         retention_days=settings.telemetry_retention_days,
         partitions_ahead_days=settings.telemetry_partitions_ahead_days,
         personal_data_retention_days=settings.personal_data_retention_days,
+        upload_dir=settings.upload_dir,
     )
     pool = open_pool(settings, name="worker", min_size=1, max_size=4)
     client = httpx.Client(timeout=settings.notify_timeout_seconds)

@@ -63,6 +63,8 @@ class WorkerOptions:
     upkeep_every: timedelta = timedelta(days=1)
     retention_days: int = 90
     personal_data_retention_days: int = 180
+    upload_dir: str | None = None
+    """Where report photos are, to delete them with the reporters' data."""
     partitions_ahead_days: int = 7
 
 
@@ -179,7 +181,10 @@ class Worker:
                 now=now,
             )
             purge_personal_data(
-                conn, retention_days=self.options.personal_data_retention_days, now=now
+                conn,
+                retention_days=self.options.personal_data_retention_days,
+                now=now,
+                upload_dir=self.options.upload_dir,
             )
             erase_delivered_contacts(
                 conn,

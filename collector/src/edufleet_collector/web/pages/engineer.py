@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from ...accounts import Principal
 from ...db import Conn
 from ...errors import Conflict, InvalidInput, NotFound
+from ...photos import photo_path
 from ...privacy import audit_personal_read, mask_name, mask_phone, may_see_personal_data
 from ...tickets import service
 from ...tickets.model import Ticket, TicketConfig
@@ -25,7 +26,6 @@ from ..deps import ConnDep, SettingsDep
 from ..i18n import RESOLUTION_CODES, negotiate, translator
 from .auth import EngineerDep, StaffDep, client_ip
 from .render import LOCAL_ZONE, Pages
-from .uploads import photo_path
 
 router = APIRouter(include_in_schema=False)
 

@@ -82,12 +82,3 @@ def store_photo(
         ) from exc
     log.info("stored a %s photo of %d bytes as %s", content_type, len(data), relative)
     return StoredPhoto(name=str(relative), content_type=content_type, size=len(data))
-
-
-def photo_path(upload_dir: str, name: str) -> Path | None:
-    """The file of a stored photo, or None if the name would leave the folder."""
-    root = Path(upload_dir).resolve()
-    path = (root / name).resolve()
-    if root not in path.parents or not path.is_file():
-        return None
-    return path
