@@ -303,3 +303,47 @@ def test_form_body_over_the_limit_is_refused_before_it_is_read(web):
         sock.sendall(head.encode() + b"symptom=x")
         status_line = sock.recv(200).split(b"\r\n")[0]
     assert b" 413 " in status_line
+
+
+def _copied(base: str, source: httpx.Client) -> httpx.Client:
+    """A second client holding a copy of ``source``'s session cookie."""
+    thief = _client(base)
+    thief.cookies.set("edufleet_session", source.cookies["edufleet_session"])
+    return thief
+
+
+def test_logging_out_ends_copies_of_the_session_cookie_too(web):
+    _, base, _ = web
+    with _client(base) as phone:
+        log_in(phone, "eng_wang")
+        with _copied(base, phone) as thief:
+            assert thief.get("/e").status_code == 200
+            phone.post("/logout", data={"csrf_token": csrf_token(phone, "/e")})
+            assert thief.get("/e").status_code in (303, 401)
+        # Logging in again works at once.
+        log_in(phone, "eng_wang")
+        assert phone.get("/e").status_code == 200
+
+
+def test_an_administrator_revokes_a_lost_phones_session(web, conn):
+    from edufleet_collector.accounts import create_user
+    from edufleet_collector.cli import main
+
+    world, base, _ = web
+    with _client(base) as phone, _client(base) as laptop:
+        log_in(phone, "eng_wang")
+        log_in(laptop, "eng_li")
+        assert main(["users", "revoke-sessions", "eng_wang"]) == 0
+        assert phone.get("/e").status_code in (303, 401)
+        assert laptop.get("/e").status_code == 200
+
+        # A new password ends the sessions opened with the old one.
+        create_user(
+            conn,
+            name="eng_li",
+            role="engineer",
+            engineer_id=world.engineers["li"],
+            password="a-new-long-password",
+        )
+        conn.commit()
+        assert laptop.get("/e").status_code in (303, 401)

@@ -1,5 +1,7 @@
 """The pure parts of the pages: messages, buckets, sessions, image sniffing."""
 
+from datetime import UTC, datetime
+
 import pytest
 
 from edufleet_collector.errors import InvalidInput
@@ -53,11 +55,15 @@ def test_bucket_map_stays_bounded():
 
 def test_session_cookie_is_refused_when_forged_or_expired():
     signer = SessionSigner("k" * 40)
+    before = datetime.now(UTC)
     cookie = signer.issue(42)
-    assert signer.user_id(cookie) == 42
-    assert signer.user_id(cookie[:-2] + "xx") is None
-    assert SessionSigner("other-key" * 5).user_id(cookie) is None
-    assert SessionSigner("k" * 40, max_age=-1).user_id(cookie) is None
+    session = signer.read(cookie)
+    assert session is not None
+    assert session[0] == 42
+    assert before <= session[1] <= datetime.now(UTC)
+    assert signer.read(cookie[:-2] + "xx") is None
+    assert SessionSigner("other-key" * 5).read(cookie) is None
+    assert SessionSigner("k" * 40, max_age=-1).read(cookie) is None
 
 
 @pytest.mark.parametrize(

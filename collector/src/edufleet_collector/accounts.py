@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from argon2 import PasswordHasher
@@ -14,6 +15,8 @@ from psycopg import sql
 
 from .db import Conn
 from .errors import InvalidInput, NotFound
+
+log = logging.getLogger("edufleet.collector.accounts")
 
 Role = Literal["province_admin", "district_bureau", "school_admin", "engineer"]
 ROLES: tuple[Role, ...] = (
@@ -124,7 +127,15 @@ def create_user(
             display_name = EXCLUDED.display_name, role = EXCLUDED.role,
             region_code = EXCLUDED.region_code, school_id = EXCLUDED.school_id,
             engineer_id = EXCLUDED.engineer_id,
-            password_hash = COALESCE(EXCLUDED.password_hash, users.password_hash)
+            password_hash = COALESCE(EXCLUDED.password_hash, users.password_hash),
+            -- A new password, role or scope ends the sessions of the old one.
+            sessions_valid_after = CASE
+                WHEN EXCLUDED.password_hash IS NOT NULL
+                  OR (users.role, users.region_code, users.school_id,
+                      users.engineer_id)
+                     IS DISTINCT FROM (EXCLUDED.role, EXCLUDED.region_code,
+                                       EXCLUDED.school_id, EXCLUDED.engineer_id)
+                THEN %s ELSE users.sessions_valid_after END
         RETURNING id
         """,
         [
@@ -135,6 +146,7 @@ def create_user(
             school_id,
             engineer_id,
             hash_password(password) if password else None,
+            datetime.now(UTC),
         ],
     ).fetchone()
     assert row is not None
@@ -154,6 +166,36 @@ def create_token(conn: Conn, *, user_name: str, label: str = "") -> str:
         [row[0], label or user_name, token_digest(token)],
     )
     return token
+
+
+def revoke_sessions(conn: Conn, name: str) -> None:
+    """Refuse every login session the user holds now, on every device."""
+    row = conn.execute(
+        "UPDATE users SET sessions_valid_after = %s WHERE name = %s RETURNING id",
+        [datetime.now(UTC), name],
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"user {name!r} does not exist")
+    log.info("sessions of user %r revoked", name)
+
+
+def revoke_sessions_of(conn: Conn, user_id: int) -> None:
+    # The web's clock, which stamps the cookies, not the database's.
+    conn.execute(
+        "UPDATE users SET sessions_valid_after = %s WHERE id = %s",
+        [datetime.now(UTC), user_id],
+    )
+
+
+def principal_for_session(
+    conn: Conn, user_id: int, issued_at: datetime
+) -> Principal | None:
+    """The user of a session cookie issued at ``issued_at``, unless revoked since."""
+    row = conn.execute(
+        "SELECT 1 FROM users WHERE id = %s AND sessions_valid_after < %s",
+        [user_id, issued_at],
+    ).fetchone()
+    return None if row is None else principal_for_user(conn, user_id)
 
 
 def principal_for_user(conn: Conn, user_id: int) -> Principal | None:

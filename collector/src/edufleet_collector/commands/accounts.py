@@ -1,4 +1,4 @@
-"""``edufleet users add`` and ``edufleet tokens create``."""
+"""``edufleet users add|revoke-sessions`` and ``edufleet tokens create``."""
 
 from __future__ import annotations
 
@@ -27,6 +27,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="prompt for a password (or read EDUFLEET_NEW_PASSWORD) for logging in",
     )
     add.set_defaults(handler=run_users_add)
+    revoke = users_sub.add_parser(
+        "revoke-sessions",
+        help="log a user out on every device (a lost phone, a leaked cookie)",
+    )
+    revoke.add_argument("name")
+    revoke.set_defaults(handler=run_users_revoke_sessions)
 
     tokens = sub.add_parser("tokens", help="manage API tokens")
     tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True)
@@ -55,6 +61,14 @@ def run_users_add(args: argparse.Namespace) -> int:
             display_name=args.display_name,
         )
     print(f"user {args.name!r} ({args.role}) has id {user_id}")
+    return 0
+
+
+def run_users_revoke_sessions(args: argparse.Namespace) -> int:
+    settings = start(log_level="WARNING")
+    with connect(settings) as conn:
+        accounts.revoke_sessions(conn, args.name)
+    print(f"every login session of {args.name!r} is now refused")
     return 0
 
 

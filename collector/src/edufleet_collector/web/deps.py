@@ -9,7 +9,13 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from psycopg_pool import ConnectionPool
 
-from ..accounts import Principal, principal_for_user, token_digest, user_for_token
+from ..accounts import (
+    Principal,
+    principal_for_session,
+    principal_for_user,
+    token_digest,
+    user_for_token,
+)
 from ..db import Conn
 from ..settings import Settings
 
@@ -100,8 +106,8 @@ def _principal_from_session(request: Request, conn: Conn) -> Principal | None:
     cookie = request.cookies.get(SESSION_COOKIE)
     if sessions is None or not cookie:
         return None
-    user_id = sessions.user_id(cookie)
-    return principal_for_user(conn, user_id) if user_id is not None else None
+    session = sessions.read(cookie)
+    return principal_for_session(conn, *session) if session is not None else None
 
 
 def optional_principal(request: Request, conn: ConnDep) -> Principal | None:

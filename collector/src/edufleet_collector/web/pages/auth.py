@@ -15,7 +15,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from ...accounts import Principal, principal_for_user, verify_password
+from ...accounts import (
+    Principal,
+    principal_for_user,
+    revoke_sessions_of,
+    verify_password,
+)
 from ..csrf import CsrfDep
 from ..deps import SESSION_COOKIE, ConnDep, OptionalPrincipalDep
 from ..i18n import negotiate, translator
@@ -172,7 +177,13 @@ def login(
 
 
 @router.post("/logout")
-def logout(_csrf: CsrfDep) -> Response:
+def logout(request: Request, conn: ConnDep, _csrf: CsrfDep) -> Response:
+    """End the session on this device and every other: copied cookies too."""
+    sessions: SessionSigner = request.app.state.sessions
+    session = sessions.read(request.cookies.get(SESSION_COOKIE, ""))
+    if session is not None:
+        revoke_sessions_of(conn, session[0])
+        conn.commit()
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
