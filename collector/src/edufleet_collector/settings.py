@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     storage_mode: Literal["auto", "timescale", "native"] = "auto"
     telemetry_retention_days: int = Field(default=90, ge=1, le=3650)
     telemetry_partitions_ahead_days: int = Field(default=7, ge=1, le=90)
+    state_history_retention_days: int = Field(
+        default=400,
+        ge=1,
+        le=3650,
+        description="days of devices' connection-state changes kept (about 1 M "
+        "rows a day for 300,000 devices)",
+    )
     db_pool_min_size: int = Field(default=2, ge=1)
     db_pool_max_size: int = Field(default=20, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -40,6 +40,7 @@ def run_worker(args: argparse.Namespace) -> int:
         partitions_ahead_days=settings.telemetry_partitions_ahead_days,
         personal_data_retention_days=settings.personal_data_retention_days,
         upload_dir=settings.upload_dir,
+        state_history_retention_days=settings.state_history_retention_days,
     )
     pool = open_pool(settings, name="worker", min_size=1, max_size=4)
     client = httpx.Client(timeout=settings.notify_timeout_seconds)

@@ -24,6 +24,7 @@ from psycopg_pool import ConnectionPool
 from ..analytics import run_due_analytics
 from ..backoff import Backoff
 from ..db.partitions import maintain_telemetry
+from ..ingest.history import prune_state_history
 from ..notify.outbox import (
     DEFAULT_BACKOFF,
     DeliveryReport,
@@ -64,6 +65,7 @@ class WorkerOptions:
     retention_days: int = 90
     personal_data_retention_days: int = 180
     upload_dir: str | None = None
+    state_history_retention_days: int = 400
     """Where report photos are, to delete them with the reporters' data."""
     partitions_ahead_days: int = 7
 
@@ -185,6 +187,10 @@ class Worker:
                 retention_days=self.options.personal_data_retention_days,
                 now=now,
                 upload_dir=self.options.upload_dir,
+            )
+            prune_state_history(
+                conn,
+                before=now - timedelta(days=self.options.state_history_retention_days),
             )
             erase_delivered_contacts(
                 conn,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
 from ...enrollment import sync_device_identity
+from ...errors import InvalidInput
+from ...ingest.history import state_changes
 from ...registry import devices
 from ...registry.devices import (
     DeviceCreate,
@@ -61,6 +64,32 @@ def create_device(
 @router.get("/{device_id}", summary="Read a device")
 def get_device(conn: ConnDep, principal: PrincipalDep, device_id: int) -> DevicePublic:
     return devices.get_device(conn, principal, device_id)
+
+
+@router.get("/{device_id}/states", summary="A device's connection-state changes")
+def get_device_states(
+    conn: ConnDep,
+    principal: PrincipalDep,
+    device_id: int,
+    since: Annotated[
+        datetime | None, Query(description="from (default: 7 days ago)")
+    ] = None,
+    until: Annotated[datetime | None, Query(description="until (default: now)")] = None,
+) -> list[dict[str, Any]]:
+    """Online, sleeping, lost and silent spells, oldest first, at most 1,000."""
+    devices.get_device(conn, principal, device_id)  # 404 outside the caller's scope
+    end = until or datetime.now(UTC)
+    start = since or end - timedelta(days=7)
+    for name, value in (("since", start), ("until", end)):
+        if value.tzinfo is None:
+            raise InvalidInput(
+                f"{name} {value.isoformat()} has no time zone; add one, e.g. +08:00",
+                field=name,
+            )
+    return [
+        {"at": c.at, "state": c.state, "previous": c.previous}
+        for c in state_changes(conn, device_id, since=start, until=end)
+    ]
 
 
 @router.patch("/{device_id}", summary="Change a device")
