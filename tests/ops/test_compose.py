@@ -55,14 +55,28 @@ def test_every_service_pins_its_image_and_restart_policy(resolved):
 
 
 def test_long_running_services_have_health_checks(resolved):
-    for name in ("timescaledb", "mosquitto", "api", "ingest", "grafana"):
+    for name in ("timescaledb", "mosquitto", "api", "ingest-1", "ingest-2", "grafana"):
         assert "healthcheck" in resolved["services"][name], name
 
 
 def test_collector_services_wait_for_migrations(resolved):
-    for name in ("api", "ingest", "worker", "grafana"):
+    for name in ("api", "ingest-1", "ingest-2", "worker", "grafana"):
         depends = resolved["services"][name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully", name
+
+
+def test_each_ingest_keeps_a_client_id_of_its_own(resolved):
+    """A stable id resumes the broker sessions when a container is re-created."""
+    ids = []
+    for name, service in resolved["services"].items():
+        command = service.get("command") or []
+        if command[:1] != ["ingest"]:
+            continue
+        assert "replicas" not in service.get("deploy", {}), name
+        assert "--client-id" in command, name
+        ids.append(command[command.index("--client-id") + 1])
+    assert len(ids) >= 2
+    assert len(set(ids)) == len(ids)
 
 
 def _mounts(service: dict) -> list[tuple[str, str]]:
