@@ -356,3 +356,44 @@ def test_a_broker_size_limit_drops_a_huge_payload_and_valid_traffic_continues(
         broker.stop()
 
     assert scalar(database_url, "SELECT count(*) FROM rejected_messages") == 0
+
+
+def test_retiring_an_ingest_stores_its_queue_and_stops_its_share(
+    ingest_settings: Any, database_url: str, fleet: Fleet
+) -> None:
+    """A retired client id leaves nothing behind that nobody would read."""
+    import time
+
+    from edufleet_collector.ingest.consumer import Ingest, IngestOptions
+
+    def stored() -> int:
+        return int(scalar(database_url, "SELECT count(*) FROM telemetry"))
+
+    for client_id in ("staying", "leaving"):
+        with ingest_thread(ingest_settings, client_id=client_id):
+            pass  # both sessions exist and share the subscription
+    first = [telemetry(u, seq) for u in fleet.uids for seq in range(1, 401)]
+    with publisher(ingest_settings.mqtt_url) as pub:
+        pub.send(first)  # split between the two stopped sessions
+
+    retiring = Ingest(
+        ingest_settings,
+        IngestOptions.from_settings(
+            ingest_settings, client_id="leaving", batch_ms=50, retire=True
+        ),
+    )
+    started = time.monotonic()
+    retiring.run()  # returns by itself once the session is empty
+    assert time.monotonic() - started < 60
+    assert 0 < retiring.committed < len(first)
+    assert stored() == retiring.committed
+
+    later = [telemetry(u, seq) for u in fleet.uids for seq in range(401, 501)]
+    with publisher(ingest_settings.mqtt_url) as pub:
+        pub.send(later)  # all for the remaining session now
+    with ingest_thread(ingest_settings, client_id="staying"):
+        wait_for(
+            lambda: stored() == len(first) + len(later),
+            30,
+            "the rest of the first messages and all of the later ones",
+        )

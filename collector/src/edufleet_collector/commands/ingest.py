@@ -40,6 +40,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="MQTT client id; keep it stable so a restart resumes its session "
         "(default: edufleet-ingest-<hostname>)",
     )
+    parser.add_argument(
+        "--retire",
+        action="store_true",
+        help="take this client id out of service for good: stop its share of new "
+        "messages, store what its sessions still hold, remove them from the "
+        "broker, and exit",
+    )
     parser.set_defaults(handler=run_ingest)
 
 
@@ -51,6 +58,7 @@ def run_ingest(args: argparse.Namespace) -> int:
         client_id=client_id,
         batch_size=args.batch_size,
         batch_ms=args.batch_ms,
+        retire=args.retire,
     )
     ingest = Ingest(settings, options)
     if args.metrics_port:

@@ -85,6 +85,8 @@ READ_BURST = 1000
 """Packets read from the socket per turn of the MQTT loop at most."""
 PUBACK = 0x40
 _PUBACK = struct.Struct("!BBH")
+RETIRE_QUIET_SECONDS = 5.0
+"""When retiring, how long without a message means the sessions are empty."""
 CONTROL_RECEIVE_MAXIMUM = 1000
 """Unacknowledged control messages (state, events, ...) per process at most."""
 TELEMETRY_FILTER = f"$share/{INGEST_SHARE_GROUP}/{wildcard_filter('telemetry')}"
@@ -115,6 +117,8 @@ class IngestOptions:
     batch_size: int
     batch_ms: int
     max_pending: int
+    retire: bool = False
+    """Drain this client id's sessions, remove them from the broker, and stop."""
 
     @classmethod
     def from_settings(
@@ -124,12 +128,14 @@ class IngestOptions:
         client_id: str,
         batch_size: int | None = None,
         batch_ms: int | None = None,
+        retire: bool = False,
     ) -> IngestOptions:
         return cls(
             client_id=client_id,
             batch_size=batch_size or settings.ingest_batch_size,
             batch_ms=batch_ms or settings.ingest_batch_ms,
             max_pending=settings.ingest_max_pending,
+            retire=retire,
         )
 
 
@@ -143,6 +149,7 @@ class Ingest:
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._stop_at: float | None = None
+        self._last_received = time.monotonic()
         self._conn: Conn | None = None
         self.committed = 0
         """Messages this process committed (and acknowledged), for logs and tests."""
@@ -244,17 +251,24 @@ class Ingest:
             )
             return
         lane.generation += 1
+        self._last_received = time.monotonic()  # queued messages come next
         log.info(
             "connected to %s as %r (session %s)",
             self.settings.mqtt_url,
             lane.client_id,
             "resumed" if flags.session_present else "new",
         )
-        client.subscribe([(f, 1) for f in lane.filters])
-        others = [f for f in ingest_filters() if f not in lane.filters]
-        if flags.session_present:
-            # A session from before the lanes were split may still hold them.
-            client.unsubscribe(others)
+        if self.options.retire:
+            # No new messages for this session; what it holds still comes.
+            client.unsubscribe(ingest_filters())
+            log.info("retiring %r: draining what its session holds", lane.client_id)
+            lane.subscribed.set()
+        else:
+            client.subscribe([(f, 1) for f in lane.filters])
+            others = [f for f in ingest_filters() if f not in lane.filters]
+            if flags.session_present:
+                # A session from before the lanes were split may still hold them.
+                client.unsubscribe(others)
         lane.connected.set()
 
     def _on_subscribe(
@@ -301,6 +315,7 @@ class Ingest:
     def _receive(
         self, lane: Lane, mid: int, qos: int, topic: str, payload: bytes
     ) -> None:
+        self._last_received = time.monotonic()
         inbox = lane.inbox
         inbox.append((Received(mid, qos, topic, payload, time.time()), lane.generation))
         count = len(inbox)
@@ -360,7 +375,14 @@ class Ingest:
                     code,
                 )
         self._send_acks(lane)
-        client.disconnect()
+        if self.options.retire:
+            # Ending the session now removes it from the broker.
+            props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = 0
+            client.disconnect(properties=props)
+            log.info("session %r removed from the broker", lane.client_id)
+        else:
+            client.disconnect()
 
     def _send_acks(self, lane: Lane) -> None:
         """Acknowledge committed messages; only the lane's thread writes its socket.
@@ -468,6 +490,8 @@ class Ingest:
                 break
             if self._pending() >= size:
                 break
+            if oldest is None and self.options.retire and self._drained():
+                return []
             if oldest is not None:
                 wait = oldest + max_age - time.time()
                 if wait <= 0:
@@ -510,11 +534,28 @@ class Ingest:
             if message.qos:
                 lane.acks.append((message.mid, message.qos, gen))
 
+    def _drained(self) -> bool:
+        """Retiring: every lane is connected and has been quiet for a while."""
+        return (
+            all(lane.connected.is_set() for lane in self.lanes)
+            and not self._pending()
+            and time.monotonic() - self._last_received > RETIRE_QUIET_SECONDS
+        )
+
     def _writer_loop(self) -> None:
         while True:
             taken = self._take()
             if not taken:
                 if self.stop.is_set():
+                    return
+                if self.options.retire and self._drained():
+                    log.info(
+                        "retiring %r: %d messages drained, none for %.0f s",
+                        self.options.client_id,
+                        self.committed,
+                        RETIRE_QUIET_SECONDS,
+                    )
+                    self.stop.set()
                     return
                 continue
             try:
