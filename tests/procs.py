@@ -145,6 +145,37 @@ class MosquittoProcess(PrivateMosquitto):
         return self.log_text[-size:]
 
 
+@contextlib.contextmanager
+def tls_broker(folder: Path, ca: str = "ca") -> Iterator[tuple[MosquittoProcess, str]]:
+    """A Mosquitto with a plain listener and a TLS one signed by ``folder/<ca>``.
+
+    The CA (``<ca>.pem``) must exist in ``folder/certs`` or is made there.
+    Yields the broker (its ``url`` is the plain listener) and the TLS URL.
+    """
+    certs = folder / "certs"
+    certs.mkdir(exist_ok=True)
+    if not (certs / f"{ca}.pem").exists():
+        make_ca(certs, ca)
+    make_server_cert(certs, ca)
+    tls_port = free_port()
+    broker = MosquittoProcess(
+        folder / "broker",
+        extra_config="\n".join(
+            [
+                f"listener {tls_port} 127.0.0.1",
+                f"cafile {certs / f'{ca}.pem'}",
+                f"certfile {certs / 'server.pem'}",
+                f"keyfile {certs / 'server.key'}",
+            ]
+        ),
+    )
+    broker.start()
+    try:
+        yield broker, f"mqtts://127.0.0.1:{tls_port}"
+    finally:
+        broker.stop()
+
+
 @dataclass(frozen=True)
 class DynsecBroker:
     """A running broker with the dynamic security plugin and edufleet's roles."""

@@ -9,35 +9,18 @@ from pathlib import Path
 import pytest
 from agent_support import AgentProcess, Recorder, new_device_id, states, write_config
 
+import procs
 from edufleet_protocol import topics
-from procs import MosquittoProcess, free_port, make_ca, make_server_cert
+from procs import make_ca
 
 
 @pytest.fixture(scope="module")
 def tls_broker(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    tmp_path = tmp_path_factory.mktemp("tls")
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    make_ca(certs, "school-ca")
-    make_ca(certs, "other-ca")
-    make_server_cert(certs, "school-ca")
-    tls_port = free_port()
-    broker = MosquittoProcess(
-        tmp_path / "broker",
-        extra_config="\n".join(
-            [
-                f"listener {tls_port} 127.0.0.1",
-                f"cafile {certs / 'school-ca.pem'}",
-                f"certfile {certs / 'server.pem'}",
-                f"keyfile {certs / 'server.key'}",
-            ]
-        ),
-    )
-    broker.start()
-    try:
-        yield broker, f"mqtts://127.0.0.1:{tls_port}", certs
-    finally:
-        broker.stop()
+    folder = tmp_path_factory.mktemp("tls")
+    (folder / "certs").mkdir()
+    make_ca(folder / "certs", "other-ca")
+    with procs.tls_broker(folder, "school-ca") as (broker, tls_url):
+        yield broker, tls_url, folder / "certs"
 
 
 @pytest.mark.parametrize(("ca", "connects"), [("school-ca", True), ("other-ca", False)])

@@ -30,7 +30,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edufleet_collector.ingest.wire import CHUNK, PAHO_VERSIONS, IngestClient
-from procs import MosquittoProcess, free_port, make_ca, make_server_cert
+from procs import tls_broker
 
 Got = list[tuple[str, int, str, bytes]]
 
@@ -211,30 +211,13 @@ def test_ingest_over_tls_stores_every_message_of_a_burst(
     tmp_path: Path, settings: Any, database_url: str
 ) -> None:
     """TLS sockets hand over decrypted records, not the byte stream select sees."""
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    make_ca(certs, "ca")
-    make_server_cert(certs, "ca")
-    tls_port = free_port()
-    broker = MosquittoProcess(
-        tmp_path / "broker",
-        extra_config="\n".join(
-            [
-                f"listener {tls_port} 127.0.0.1",
-                f"cafile {certs / 'ca.pem'}",
-                f"certfile {certs / 'server.pem'}",
-                f"keyfile {certs / 'server.key'}",
-            ]
-        ),
-    )
-    broker.start()
-    try:
+    with tls_broker(tmp_path) as (broker, tls_url):
         with psycopg.connect(database_url) as conn:
             fleet = seed_fleet(conn, pcs=10)
         tls = settings.model_copy(
             update={
-                "mqtt_url": f"mqtts://127.0.0.1:{tls_port}",
-                "mqtt_ca_file": str(certs / "ca.pem"),
+                "mqtt_url": tls_url,
+                "mqtt_ca_file": str(tmp_path / "certs" / "ca.pem"),
                 "ingest_batch_ms": 50,
             }
         )
@@ -248,5 +231,3 @@ def test_ingest_over_tls_stores_every_message_of_a_burst(
                 30,
                 "every sample of the burst",
             )
-    finally:
-        broker.stop()
