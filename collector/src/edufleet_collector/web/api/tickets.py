@@ -323,15 +323,19 @@ def act(
         data["engineer_id"] = principal.engineer_id
     if name == "resolve":
         data.setdefault("parts", body.parts)
-    updated = service.transition(
+    updated = retry_on_conflict(
         conn,
-        ticket_id,
-        name,
-        f"user:{principal.name}",
-        body.note,
-        now,
-        config=config,
-        **data,
+        lambda: service.transition(
+            conn,
+            ticket_id,
+            name,
+            f"user:{principal.name}",
+            body.note,
+            now,
+            config=config,
+            **data,
+        ),
+        what=f"{name} on ticket {ticket_id}",
     )
     return ticket_json(updated)
 

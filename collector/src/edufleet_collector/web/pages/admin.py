@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from ... import enrollment
 from ...accounts import Principal
 from ...db import Conn
+from ...db.conflicts import retry_on_conflict
 from ...errors import Conflict, EdufleetError, InvalidInput, NotFound
 from ...labels import (
     LAYOUTS,
@@ -411,15 +412,19 @@ def ticket_action(
             if not principal.allows_school(other.school_id):
                 raise NotFound(f"ticket {into_id} does not exist")
             data["into_id"] = other.id
-        service.transition(
+        retry_on_conflict(
             conn,
-            ticket.id,
-            action,
-            actor_of(principal),
-            note.strip() or action,
-            datetime.now(UTC),
-            config=TicketConfig.from_settings(settings),
-            **data,
+            lambda: service.transition(
+                conn,
+                ticket.id,
+                action,
+                actor_of(principal),
+                note.strip() or action,
+                datetime.now(UTC),
+                config=TicketConfig.from_settings(settings),
+                **data,
+            ),
+            what=f"{action} on ticket {ticket.id}",
         )
     except (InvalidInput, Conflict, NotFound, ValueError) as exc:
         conn.rollback()

@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from ...accounts import Principal
 from ...db import Conn
+from ...db.conflicts import retry_on_conflict
 from ...errors import Conflict, InvalidInput, NotFound
 from ...photos import photo_path
 from ...privacy import audit_personal_read, mask_name, mask_phone, may_see_personal_data
@@ -209,15 +210,19 @@ def act(
         else:
             data["resolution_code"] = resolution_code
             data["parts"] = [p.strip() for p in parts.split(",") if p.strip()]
-        service.transition(
+        retry_on_conflict(
             conn,
-            ticket.id,
-            action,
-            actor_of(principal),
-            note.strip(),
-            datetime.now(UTC),
-            config=TicketConfig.from_settings(settings),
-            **data,
+            lambda: service.transition(
+                conn,
+                ticket.id,
+                action,
+                actor_of(principal),
+                note.strip(),
+                datetime.now(UTC),
+                config=TicketConfig.from_settings(settings),
+                **data,
+            ),
+            what=f"{action} on ticket {ticket.id}",
         )
     except (InvalidInput, Conflict) as exc:
         conn.rollback()
