@@ -168,42 +168,34 @@ def create_token(conn: Conn, *, user_name: str, label: str = "") -> str:
     return token
 
 
-def revoke_sessions(conn: Conn, name: str) -> None:
-    """Refuse every login session the user holds now, on every device."""
+def revoke_sessions(conn: Conn, *, user_id: int | None = None, name: str = "") -> None:
+    """Refuse every login session the user (by id or name) holds now, everywhere."""
+    column, key = ("id", user_id) if user_id is not None else ("name", name)
+    # The web's clock, which stamps the cookies, not the database's.
     row = conn.execute(
-        "UPDATE users SET sessions_valid_after = %s WHERE name = %s RETURNING id",
-        [datetime.now(UTC), name],
+        sql.SQL(
+            "UPDATE users SET sessions_valid_after = %s WHERE {} = %s RETURNING name"
+        ).format(sql.Identifier(column)),
+        [datetime.now(UTC), key],
     ).fetchone()
     if row is None:
-        raise NotFound(f"user {name!r} does not exist")
-    log.info("sessions of user %r revoked", name)
+        raise NotFound(f"user {name or user_id!r} does not exist")
+    log.info("sessions of user %r revoked", row[0])
 
 
-def revoke_sessions_of(conn: Conn, user_id: int) -> None:
-    # The web's clock, which stamps the cookies, not the database's.
-    conn.execute(
-        "UPDATE users SET sessions_valid_after = %s WHERE id = %s",
-        [datetime.now(UTC), user_id],
-    )
-
-
-def principal_for_session(
-    conn: Conn, user_id: int, issued_at: datetime
+def principal_for_user(
+    conn: Conn, user_id: int, *, session_issued_at: datetime | None = None
 ) -> Principal | None:
-    """The user of a session cookie issued at ``issued_at``, unless revoked since."""
-    row = conn.execute(
-        "SELECT 1 FROM users WHERE id = %s AND sessions_valid_after < %s",
-        [user_id, issued_at],
-    ).fetchone()
-    return None if row is None else principal_for_user(conn, user_id)
+    """Load an active user and work out the schools in their scope.
 
-
-def principal_for_user(conn: Conn, user_id: int) -> Principal | None:
-    """Load an active user and work out the schools in their scope."""
+    With ``session_issued_at``, the user of a login cookie issued then: None
+    if the user's sessions were revoked since.
+    """
     row = conn.execute(
         "SELECT id, name, role, region_code, school_id, engineer_id FROM users "
-        "WHERE id = %s AND active",
-        [user_id],
+        "WHERE id = %s AND active AND (%s::timestamptz IS NULL "
+        "OR sessions_valid_after < %s)",
+        [user_id, session_issued_at, session_issued_at],
     ).fetchone()
     if row is None:
         return None

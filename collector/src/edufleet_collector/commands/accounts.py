@@ -67,7 +67,7 @@ def run_users_add(args: argparse.Namespace) -> int:
 def run_users_revoke_sessions(args: argparse.Namespace) -> int:
     settings = start(log_level="WARNING")
     with connect(settings) as conn:
-        accounts.revoke_sessions(conn, args.name)
+        accounts.revoke_sessions(conn, name=args.name)
     print(f"every login session of {args.name!r} is now refused")
     return 0
 

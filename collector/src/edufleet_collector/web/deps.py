@@ -11,7 +11,6 @@ from psycopg_pool import ConnectionPool
 
 from ..accounts import (
     Principal,
-    principal_for_session,
     principal_for_user,
     token_digest,
     user_for_token,
@@ -107,7 +106,10 @@ def _principal_from_session(request: Request, conn: Conn) -> Principal | None:
     if sessions is None or not cookie:
         return None
     session = sessions.read(cookie)
-    return principal_for_session(conn, *session) if session is not None else None
+    if session is None:
+        return None
+    user_id, issued_at = session
+    return principal_for_user(conn, user_id, session_issued_at=issued_at)
 
 
 def optional_principal(request: Request, conn: ConnDep) -> Principal | None:

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from ...accounts import (
     Principal,
     principal_for_user,
-    revoke_sessions_of,
+    revoke_sessions,
     verify_password,
 )
 from ..csrf import CsrfDep
@@ -182,7 +182,7 @@ def logout(request: Request, conn: ConnDep, _csrf: CsrfDep) -> Response:
     sessions: SessionSigner = request.app.state.sessions
     session = sessions.read(request.cookies.get(SESSION_COOKIE, ""))
     if session is not None:
-        revoke_sessions_of(conn, session[0])
+        revoke_sessions(conn, user_id=session[0])
         conn.commit()
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
