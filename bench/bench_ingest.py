@@ -39,7 +39,6 @@ import contextlib
 import multiprocessing as mp
 import os
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -76,7 +75,6 @@ PAYLOAD = (
 )
 TRACER_UID = "bench-tracer"
 FAULT_DEVICES = 400
-PUBACK = struct.Struct("!BBH")
 BATCH: int = Settings.model_fields["ingest_batch_size"].default
 """Rows per transaction in the ceilings: ingest's default batch size."""
 
@@ -332,10 +330,10 @@ def discard_main(
         protocol=mqtt.MQTTv5,
         manual_ack=True,
     )
-    acks: list[bytes] = []
+    acks: list[int] = []
 
     def on_fast_message(mid: int, topic: str, payload: bytes) -> None:
-        acks.append(PUBACK.pack(0x40, 2, mid))
+        acks.append(mid)
 
     client.on_fast_message = on_fast_message
 
@@ -368,7 +366,7 @@ def discard_main(
         client.read_buffered(1000)
         if acks:
             count += len(acks)
-            client._packet_queue(0x40, b"".join(acks), 0, 0)
+            client.ack_many(acks)
             acks.clear()
         received.value = count
     client.disconnect()

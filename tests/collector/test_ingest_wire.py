@@ -85,8 +85,7 @@ class Receiver:
             self.client.loop(timeout=0.0 if self.client.buffered() else 0.01)
             self.client.read_buffered(1000)
             if self.ack and self.unacked:
-                for mid, qos in self.unacked:
-                    self.client.ack(mid, qos)
+                self.client.ack_many(mid for mid, qos in self.unacked if qos == 1)
                 self.unacked.clear()
 
     def wait_for(self, count: int, *, timeout: float = 20) -> None:

@@ -41,7 +41,6 @@ queueing a stopped one's share for it until the sessions expire.
 from __future__ import annotations
 
 import logging
-import struct
 import threading
 import time
 from collections import deque
@@ -83,8 +82,6 @@ DB_BACKOFF = Backoff(initial=0.2, maximum=5.0)
 MQTT_BACKOFF = Backoff(initial=0.5, maximum=30.0)
 READ_BURST = 1000
 """Packets read from the socket per turn of the MQTT loop at most."""
-PUBACK = 0x40
-_PUBACK = struct.Struct("!BBH")
 RETIRE_QUIET_SECONDS = 5.0
 """When retiring, how long without a message means the sessions are empty."""
 CONTROL_RECEIVE_MAXIMUM = 1000
@@ -149,7 +146,8 @@ class Ingest:
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._stop_at: float | None = None
-        self._last_received = time.monotonic()
+        self._last_batch = time.monotonic()
+        """When the writer last took a batch (or a lane connected)."""
         self._conn: Conn | None = None
         self.committed = 0
         """Messages this process committed (and acknowledged), for logs and tests."""
@@ -184,8 +182,7 @@ class Ingest:
             ),
         ]
         """In the order the writer takes from them."""
-        lanes = self.lanes
-        metrics.pending.set_function(lambda: sum(len(lane.inbox) for lane in lanes))
+        metrics.pending.set_function(self._pending)
 
     def ready(self) -> bool:
         """Whether every lane is connected and subscribed."""
@@ -251,7 +248,7 @@ class Ingest:
             )
             return
         lane.generation += 1
-        self._last_received = time.monotonic()  # queued messages come next
+        self._last_batch = time.monotonic()  # queued messages come next
         log.info(
             "connected to %s as %r (session %s)",
             self.settings.mqtt_url,
@@ -315,7 +312,6 @@ class Ingest:
     def _receive(
         self, lane: Lane, mid: int, qos: int, topic: str, payload: bytes
     ) -> None:
-        self._last_received = time.monotonic()
         inbox = lane.inbox
         inbox.append((Received(mid, qos, topic, payload, time.time()), lane.generation))
         count = len(inbox)
@@ -385,27 +381,21 @@ class Ingest:
             client.disconnect()
 
     def _send_acks(self, lane: Lane) -> None:
-        """Acknowledge committed messages; only the lane's thread writes its socket.
-
-        paho writes each acknowledgement with a system call of its own; a
-        batch's PUBACKs (QoS 1, reason success: the 4-byte form) go out as
-        one queued write instead, through the same queue paho writes from.
-        """
+        """Acknowledge committed messages; only the lane's thread writes its socket."""
         acks = lane.acks
         if not acks:
             return
         generation = lane.generation
-        packets = []
+        batched = []
         while acks:
             mid, qos, gen = acks.popleft()
             if gen != generation:
                 continue
             if qos == 1:
-                packets.append(_PUBACK.pack(PUBACK, 2, mid))
+                batched.append(mid)
             else:
                 lane.client.ack(mid, qos)
-        if packets:
-            lane.client._packet_queue(PUBACK, b"".join(packets), 0, 0)
+        lane.client.ack_many(batched)
 
     # --- database ---------------------------------------------------------------
 
@@ -511,6 +501,7 @@ class Ingest:
                 if gen == generation:
                     taken.append((message, lane, gen))
             if taken:
+                self._last_batch = time.monotonic()
                 return taken
         return []
 
@@ -539,7 +530,7 @@ class Ingest:
         return (
             all(lane.connected.is_set() for lane in self.lanes)
             and not self._pending()
-            and time.monotonic() - self._last_received > RETIRE_QUIET_SECONDS
+            and time.monotonic() - self._last_batch > RETIRE_QUIET_SECONDS
         )
 
     def _writer_loop(self) -> None:

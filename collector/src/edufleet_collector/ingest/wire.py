@@ -16,10 +16,13 @@ TLS, keepalive, subscriptions, reconnecting) and changes only that path:
   payload)``; anything else (QoS 0 or 2, properties, a malformed packet)
   goes through paho's own handler and ``on_message`` as before;
 - reads all buffered packets per turn (:meth:`IngestClient.read_buffered`);
-  paho's ``loop_read`` reads one whatever it is asked for.
+  paho's ``loop_read`` reads one whatever it is asked for;
+- acknowledges a batch of QoS 1 messages in one write
+  (:meth:`IngestClient.ack_many`); paho writes each PUBACK with a system
+  call of its own.
 
 The overrides rely on paho's private ``_sock_recv``, ``_handle_publish``,
-``_in_packet`` and ``_packet_read``. They are used only with the paho
+``_in_packet``, ``_packet_read`` and ``_packet_queue``. They are used only with the paho
 releases in :data:`PAHO_VERSIONS`, which the ingest tests run every message
 through; with any other release the client logs a warning and behaves as
 stock paho, slower but the same.
@@ -28,7 +31,8 @@ stock paho, slower but the same.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import struct
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import paho.mqtt
@@ -37,6 +41,9 @@ from paho.mqtt.enums import MQTTErrorCode
 
 log = logging.getLogger("edufleet.collector.ingest")
 
+PUBACK = 0x40
+_PUBACK = struct.Struct("!BBH")
+"""A PUBACK with reason success and no properties: the 4-byte form."""
 CHUNK = 256 * 1024
 """Bytes asked of the socket per read."""
 
@@ -94,6 +101,17 @@ class IngestClient(mqtt.Client):
             if rc > 0:
                 return self._loop_rc_handle(rc)
         return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def ack_many(self, mids: Iterable[int]) -> None:
+        """Acknowledge received QoS 1 messages (manual acknowledgement)."""
+        if not self.fast:
+            for mid in mids:
+                self.ack(mid, 1)
+            return
+        packets = b"".join(_PUBACK.pack(PUBACK, 2, mid) for mid in mids)
+        if packets:
+            # One queued write, through the queue paho writes from.
+            self._packet_queue(PUBACK, packets, 0, 0)
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if not self.fast:
