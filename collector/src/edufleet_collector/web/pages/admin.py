@@ -8,6 +8,7 @@ schools in their scope; anything outside it answers 404.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -527,23 +528,19 @@ def add_room(
     kind: Annotated[str, Form(max_length=20)] = "classroom",
 ) -> Response:
     """Add a room to the school."""
-    try:
-        create_room(
+    return _change_school(
+        request,
+        conn,
+        code,
+        lambda: create_room(
             conn,
             principal,
             code,
             RoomCreate.model_validate(
                 {"name": name, "building": building, "kind": kind}
             ),
-        )
-    except NotFound:
-        conn.rollback()
-        return not_found(request)
-    except (InvalidInput, Conflict, ValidationError) as exc:
-        conn.rollback()
-        return _render(request, "error.html", {"error": str(exc)}, 422)
-    conn.commit()
-    return RedirectResponse(f"/a/schools/{code}", status_code=303)
+        ),
+    )
 
 
 @router.post("/a/schools/{code}/engineers")
@@ -559,17 +556,28 @@ def assign_engineer(
     remove: Annotated[bool, Form()] = False,
 ) -> Response:
     """Assign an engineer to the school (primary or backup), or remove one."""
-    try:
+
+    def change() -> None:
         if remove:
             remove_assignment(conn, principal, code, engineer_id)
-        else:
-            set_assignment(
-                conn,
-                principal,
-                code,
-                engineer_id,
-                AssignmentSet.model_validate({"role": role}),
-            )
+            return
+        set_assignment(
+            conn,
+            principal,
+            code,
+            engineer_id,
+            AssignmentSet.model_validate({"role": role}),
+        )
+
+    return _change_school(request, conn, code, change)
+
+
+def _change_school(
+    request: Request, conn: Conn, code: str, change: Callable[[], object]
+) -> Response:
+    """Run a change on a school's page and go back to it, or say why it failed."""
+    try:
+        change()
     except NotFound:
         conn.rollback()
         return not_found(request)
