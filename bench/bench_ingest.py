@@ -87,25 +87,15 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path="/" + name))
 
 
-def mqtt_client(
-    url: str, client_id: str, receive_maximum: int | None = None
-) -> mqtt.Client:
+def mqtt_client(url: str, client_id: str) -> mqtt.Client:
+    """A paho publisher for the low-rate probes (the tracers)."""
     parts = urlsplit(url)
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
     )
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(20000)
-    properties = None
-    if receive_maximum:
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.ReceiveMaximum = receive_maximum
-    client.connect(
-        parts.hostname or "127.0.0.1",
-        parts.port or 1883,
-        keepalive=60,
-        properties=properties,
-    )
+    client.connect(parts.hostname or "127.0.0.1", parts.port or 1883, keepalive=60)
     return client
 
 
